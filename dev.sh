@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 deps() {
-  local pkgs="build-essential cmake pkg-config libyaml-dev libsqlite3-dev libopenblas-dev sqlite3 libxml2-utils python3"
+  local pkgs="build-essential cmake pkg-config libyaml-dev libsqlite3-dev libopenblas-openmp-dev sqlite3 libxml2-utils python3"
   local missing=""
   for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   [ -z "$missing" ] && return 0

@@ -161,6 +161,9 @@ int hlab_model_backward(hlab_model *m, hlab_err *err);
 void hlab_model_zero_grads(hlab_model *m);
 /* Per-token losses of the last forward, host copy (N = Bn*T floats). */
 int hlab_model_token_losses(hlab_model *m, float *out, hlab_err *err);
+/* The last forward's loss (mean CE + Σ MoE aux) in double precision: the
+ * float64 finite-difference tests need more digits than *loss carries. */
+double hlab_model_last_loss(const hlab_model *m);
 hk_backend *hlab_model_backend(hlab_model *m);
 
 #ifdef __cplusplus

@@ -126,6 +126,48 @@ int hlab_point_to_json(const hlab_point *p, hlab_buf *out, hlab_err *err);
 int hlab_checkpoint_save(const char *path, hlab_model *m, const void *adam_m, const void *adam_v, int step,
                          uint64_t rng_state_hash, hlab_err *err);
 
+/* What a checkpoint records beside its tensors (the "__metadata__" entry).
+ * The data RNG of step s is derived from (seed, s), so step + seed restore it. */
+typedef struct {
+    int step;            /* optimizer steps done */
+    uint64_t seed;
+    uint64_t run_hash;   /* fingerprint of everything that shapes the trajectory
+                            (train config minus stop/log/eval/ckpt cadence, data);
+                            a resume must match it */
+    double first_loss;   /* divergence reference (NaN before step 1) */
+} hlab_checkpoint_meta;
+/* Writes weights (master, R), optimizer moments (adam_m/adam_v, R, may be NULL)
+ * and meta atomically. Tensor names are in docs/TRAINING.md. */
+int hlab_checkpoint_write(const char *path, hlab_model *m, const void *adam_m, const void *adam_v,
+                          const hlab_checkpoint_meta *meta, hlab_err *err);
+/* Reads path into m (weights; then hlab_model_params_changed) and adam_m/adam_v
+ * (NULL skips). Fails with one line when the file is truncated or malformed,
+ * or when its model config differs from m's. */
+int hlab_checkpoint_read(const char *path, hlab_model *m, void *adam_m, void *adam_v, hlab_checkpoint_meta *meta,
+                         hlab_err *err);
+
+/* ---- schedule and fingerprint -------------------------------------------- */
+/* Learning rate of 1-based step: linear warm-up to lr over `warmup` steps,
+ * then cosine to min_lr_frac·lr at `steps`. */
+double hlab_lr_at(const hlab_train_config *c, int step);
+/* FNV hash of the fields that shape a run's trajectory (see run_hash). */
+uint64_t hlab_train_run_hash(const hlab_model_config *m, const hlab_train_config *tc, const hlab_data_config *dc);
+
+/* ---- benchmarking: the training step of hlab_train_run, timed ---------------- */
+typedef struct {
+    double step_s_median;      /* seconds per optimizer step (median over timed steps) */
+    double tokens_per_s;       /* B·T / step_s_median */
+    double loss_first, loss_last;
+    int64_t peak_bytes;
+    hlab_counts counts;        /* at seq_len T */
+} hlab_bench_result;
+/* Random tokens (seeded), `warmup` untimed then `steps` timed full steps
+ * (forward, backward, clip, AdamW), each synchronised. */
+int hlab_bench_model(const hlab_model_config *cfg, hk_backend *hk, int B, int T, int warmup, int steps, uint64_t seed,
+                     hlab_bench_result *res, hlab_err *err);
+/* Achieved FLOP/s of hk->matmul_fwd on n×n×n (activation dtype), best of reps. */
+int hlab_bench_matmul(hk_backend *hk, int n, int reps, double *flops_per_s, hlab_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -67,5 +67,8 @@ int hk_cuda_check_launch(hk_backend *hk, const char *what);
  * next call of hk_cuda_scratch (grows; never shrinks). NULL on failure (recorded). */
 void *hk_cuda_scratch(hk_backend *hk, size_t bytes);
 int hk_cuda_sm_count(hk_backend *hk);
+/* Records a non-CUDA failure (bad size: HLAB_EINVAL, missing op: HLAB_EUNSUPPORTED);
+ * the first failure is kept. */
+void hk_cuda_fail(hk_backend *hk, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

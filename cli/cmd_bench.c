@@ -1,0 +1,210 @@
+/* cli/cmd_bench.c — `hlab bench`: training speed of fixed models, beside the
+ * device's matmul rate measured in the same run (hlab_bench_matmul), so the
+ * utilisation figure needs no vendor peak. The step timed is the training
+ * step of hlab_train_run (hlab_bench_model): forward, backward, clipping,
+ * AdamW, on random tokens.
+ *
+ * Configs: T, M, S, P are ../shared/docs/BENCH.md's reference models (D 768,
+ * L 12, vocabulary 50304); H is a ~5M-parameter hybrid sized for a CPU.
+ * Shapes: a = 16 x 2048, b = 4 x 8192, c = 8 x 256 (the CPU shape).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "train/train.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: hlab bench [--device SPEC] [--config T|M|S|P|H|all] [--shape a|b|c|all]\n"
+            "                  [--steps N] [--warmup N]\n\n"
+            "Measures training tokens/s, achieved FLOP/s and the fraction of the device's\n"
+            "matmul rate (measured in the same run through the backend's matmul) on random tokens.\n\n"
+            "  --device SPEC   cpu | cuda | cuda:N | auto (default auto)\n"
+            "  --config X      T pure attention, M pure Mamba-2, S sequential 1:5, P parallel normadd\n"
+            "                  (BENCH.md, D 768, L 12), H a ~5M-parameter hybrid; all = T,M,S,P\n"
+            "                  (default: all on a GPU, H on the CPU)\n"
+            "  --shape X       a 16x2048, b 4x8192, c 8x256; all = a,b (default: all on a GPU, c on the CPU)\n"
+            "  --steps N       timed steps, median reported (default 20 on a GPU, 5 on the CPU)\n"
+            "  --warmup N      untimed steps first (default 5 on a GPU, 1 on the CPU)\n");
+}
+
+static void bench_config(char name, hlab_model_config *c) {
+    hlab_model_config_defaults(c);
+    if (name == 'H') { /* CPU hybrid: D 256, L 6, 1:2 -> 2 attention + 4 Mamba-2 layers, ~5M params */
+        c->d_model = 256;
+        c->n_layers = 6;
+        c->vocab_size = 256;
+        c->ratio_attn = 1;
+        c->ratio_mamba = 2;
+        c->placement = HLAB_PLACE_UNIFORM;
+        c->head_dim = 64;
+        c->mamba_chunk = 64;
+        return;
+    }
+    c->d_model = 768;
+    c->n_layers = 12;
+    c->vocab_size = 50304;
+    c->tied_head = 1;
+    c->norm = HLAB_NORM_RMS;
+    c->norm_eps = 1e-5f;
+    c->d_ff = 2048;
+    c->channel_attn = c->channel_mamba = c->channel_parallel = HLAB_CHANNEL_DENSE;
+    c->n_heads = 12;
+    c->n_kv_heads = 4;
+    c->head_dim = 64;
+    c->rope = 1;
+    c->rope_theta = 10000.0f;
+    c->mamba_expand = 2;
+    c->mamba_headdim = 64;
+    c->mamba_d_state = 128;
+    c->mamba_groups = 1;
+    c->mamba_conv = 4;
+    c->mamba_chunk = 256;
+    const char *layout = name == 'T' ? "AAAAAAAAAAAA" : name == 'M' ? "MMMMMMMMMMMM" : name == 'S' ? "MMMMMAMMMMMA" : "PPPPPPPPPPPP";
+    snprintf(c->layout, sizeof c->layout, "%s", layout);
+    if (name == 'P') {
+        c->fusion = HLAB_FUSION_PARALLEL;
+        c->fuse_op = HLAB_FUSE_NORMADD;
+        c->par_attn_heads = 6;
+        c->par_attn_kv_heads = 2;
+        c->par_mamba_heads = 12;
+    }
+}
+
+static int parse_count(const char *flag, const char *v, int min, int *out) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < min || n > 1000000) {
+        cli_error("hlab bench: %s expects an integer >= %d, got '%s'", flag, min, v);
+        return 0;
+    }
+    *out = (int)n;
+    return 1;
+}
+
+static void human(char *out, size_t cap, double v) {
+    const char *unit = "";
+    if (fabs(v) >= 1e12) v /= 1e12, unit = "T";
+    else if (fabs(v) >= 1e9) v /= 1e9, unit = "G";
+    else if (fabs(v) >= 1e6) v /= 1e6, unit = "M";
+    else if (fabs(v) >= 1e3) v /= 1e3, unit = "k";
+    snprintf(out, cap, "%.3g%s", v, unit);
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *device = "auto", *configs = NULL, *shapes = NULL;
+    int steps = -1, warmup = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return HLAB_EXIT_OK;
+        }
+        const char *eq = strchr(a, '=');
+        size_t klen = eq ? (size_t)(eq - a) : strlen(a);
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[i + 1] : NULL);
+        if (!strncmp(a, "--", 2) && !v) {
+            cli_error("hlab bench: %s needs a value", a);
+            return HLAB_EXIT_USAGE;
+        }
+        if (!eq) i++;
+        if (klen == 8 && !strncmp(a, "--device", klen)) device = v;
+        else if (klen == 8 && !strncmp(a, "--config", klen)) configs = v;
+        else if (klen == 7 && !strncmp(a, "--shape", klen)) shapes = v;
+        else if (klen == 7 && !strncmp(a, "--steps", klen)) {
+            if (!parse_count("--steps", v, 1, &steps)) return HLAB_EXIT_USAGE;
+        } else if (klen == 8 && !strncmp(a, "--warmup", klen)) {
+            if (!parse_count("--warmup", v, 0, &warmup)) return HLAB_EXIT_USAGE;
+        } else {
+            cli_error("hlab bench: unknown option '%.*s' (try: hlab bench --help)", (int)klen, a);
+            return HLAB_EXIT_USAGE;
+        }
+    }
+    hlab_err err = {0};
+    hk_backend *hk = hk_open(device, &err);
+    if (!hk) {
+        cli_error("%s", err.msg);
+        return cli_exit_code(err.code ? err.code : HLAB_EDEVICE);
+    }
+    int gpu = !strncmp(hk->name, "cuda", 4);
+    if (!configs) configs = gpu ? "all" : "H";
+    if (!shapes) shapes = gpu ? "all" : "c";
+    if (!strcmp(configs, "all")) configs = "TMSP";
+    if (!strcmp(shapes, "all")) shapes = "ab";
+    if (steps < 0) steps = gpu ? 20 : 5;
+    if (warmup < 0) warmup = gpu ? 5 : 1;
+    for (const char *c = configs; *c; c++)
+        if (!strchr("TMSPH", *c)) {
+            cli_error("hlab bench: --config expects T, M, S, P, H or all, got '%s'", configs);
+            hk_destroy(hk);
+            return HLAB_EXIT_USAGE;
+        }
+    for (const char *s = shapes; *s; s++)
+        if (!strchr("abc", *s)) {
+            cli_error("hlab bench: --shape expects a, b, c or all, got '%s'", shapes);
+            hk_destroy(hk);
+            return HLAB_EXIT_USAGE;
+        }
+
+    /* The reference rate: one large square product in the activation dtype. */
+    int mm_n = gpu ? 8192 : 1024;
+    double mm_rate = 0;
+    int rc = hlab_bench_matmul(hk, mm_n, gpu ? 20 : 5, &mm_rate, &err);
+    if (rc) {
+        cli_error("matmul benchmark: %s", err.msg);
+        hk_destroy(hk);
+        return cli_exit_code(rc);
+    }
+    char r1[32];
+    human(r1, sizeof r1, mm_rate);
+    char devname[32];
+    snprintf(devname, sizeof devname, "%s", hk->name);
+    hk_dtype act = hk->act;
+    hk_destroy(hk);
+    printf("device %s; matmul_fwd %d^3 (%s): %sFLOP/s measured\n", devname, mm_n, hk_dtype_name(act), r1);
+    printf("train FLOPs/token = 3 x (forward matmul + attention (causal half) + SSD), MODEL.md section 8;\n"
+           "MFU = tokens/s x train FLOPs/token / measured matmul rate. Median of %d steps after %d warm-up.\n\n",
+           steps, warmup);
+    printf("%-3s %-12s %-8s %9s %9s %-34s %10s %9s %7s %10s %9s\n", "cfg", "layout", "shape", "params", "non-emb",
+           "FLOPs/token (= 3 x (mm + attn + ssd))", "tokens/s", "FLOP/s", gpu ? "MFU" : "%SGEMM", "peak MiB", "loss");
+    int failures = 0;
+    for (const char *c = configs; *c; c++)
+        for (const char *s = shapes; *s; s++) {
+            int B = *s == 'a' ? 16 : *s == 'b' ? 4 : 8, T = *s == 'a' ? 2048 : *s == 'b' ? 8192 : 256;
+            hlab_model_config cfg;
+            bench_config(*c, &cfg);
+            hlab_bench_result br;
+            hlab_model_config resolved = cfg;
+            if (hlab_model_config_resolve(&resolved, &err)) snprintf(resolved.layout, sizeof resolved.layout, "?");
+            char shape[32];
+            snprintf(shape, sizeof shape, "%dx%d", B, T);
+            /* A fresh backend per model, so its peak memory is that model's alone. */
+            hk_backend *run = hk_open(device, &err);
+            rc = run ? hlab_bench_model(&cfg, run, B, T, warmup, steps, 1234, &br, &err) : err.code;
+            hk_destroy(run);
+            if (rc) {
+                printf("%-3c %-12.12s %-8s failed: %s\n", *c, resolved.layout, shape, err.msg);
+                failures++;
+                continue;
+            }
+            char p[32], pn[32], ft[32], fm[32], fa[32], fs[32], tps[32], fl[32], formula[160];
+            human(p, sizeof p, (double)br.counts.params);
+            human(pn, sizeof pn, (double)br.counts.params_non_embedding);
+            human(ft, sizeof ft, br.counts.train_flops_per_token);
+            human(fm, sizeof fm, br.counts.fwd_matmul_flops_per_token);
+            human(fa, sizeof fa, br.counts.fwd_attn_flops_per_token);
+            human(fs, sizeof fs, br.counts.fwd_ssd_flops_per_token);
+            snprintf(formula, sizeof formula, "%s = 3 x (%s + %s + %s)", ft, fm, fa, fs);
+            double achieved = br.tokens_per_s * br.counts.train_flops_per_token;
+            human(tps, sizeof tps, br.tokens_per_s);
+            human(fl, sizeof fl, achieved);
+            printf("%-3c %-12.12s %-8s %9s %9s %-34s %10s %9s %6.1f%% %10.1f %9.4f\n", *c, resolved.layout, shape, p, pn,
+                   formula, tps, fl,
+                   100.0 * achieved / mm_rate, (double)br.peak_bytes / (1024.0 * 1024.0), br.loss_last);
+            fflush(stdout);
+        }
+    return failures ? HLAB_EXIT_FAILED : HLAB_EXIT_OK;
+}

@@ -1,0 +1,296 @@
+/* tests/cuda/test_cuda_kernel_bench.c — per-kernel timings of the CUDA backend
+ * against their floors (a benchmark program, not a timed test: under ctest it
+ * skips unless HLAB_CUDA_BENCH=1 is set; tests/cuda/run_gpu_tests.sh sets it).
+ *
+ * For each op at a training-sized shape (bf16 mode): median wall time of the
+ * repeated op (host clock after sync; several launches per sample so launch
+ * gaps are included, as in training), and the floor: bytes / bandwidth for
+ * memory-bound ops, FLOPs / matmul rate for GEMMs. The two ceilings are
+ * measured here first: a device-to-device copy and a large bf16 GEMM.
+ * Inputs are random (never zeros).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "test.h"
+
+static hk_backend *hk;
+static hlab_rng rng;
+static double bw_gbs, mm_tflops; /* measured ceilings */
+
+static size_t dtype_bytes(hk_dtype t) { return t == HK_F64 ? 8 : t == HK_BF16 ? 2 : 4; }
+
+/* A device buffer of n random values: one random chunk is uploaded once and
+ * tiled on the device (convert), so filling gigabytes costs no host time. */
+static void *rand_dev(size_t n, hk_dtype t, double scale) {
+    enum { chunk = 1 << 20 };
+    static float h[chunk];
+    void *d = hk->alloc(hk, n * dtype_bytes(t));
+    void *stage = hk->alloc(hk, chunk * sizeof(float));
+    if (!d || !stage) return d;
+    for (size_t i = 0; i < chunk; i++) h[i] = (float)(scale * (2.0 * hlab_rng_uniform(&rng) - 1.0) + 1e-4);
+    hk->from_host(hk, stage, HK_F32, h, HK_F32, chunk);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t m = n - off < chunk ? n - off : chunk;
+        hk->convert(hk, (char *)d + off * dtype_bytes(t), t, stage, HK_F32, m);
+    }
+    hk->free(hk, stage);
+    return d;
+}
+
+static void *ints_dev(size_t n, int below) {
+    int32_t *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) h[i] = (int32_t)hlab_rng_below(&rng, (uint64_t)below);
+    void *d = hk->alloc(hk, n * 4);
+    hk->from_host(hk, d, HK_F32, h, HK_F32, n);
+    free(h);
+    return d;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef void (*op_fn)(void *arg);
+
+/* Median seconds per call over 7 samples of `reps` calls, after a warm-up. */
+static double time_op(op_fn f, void *arg, int reps) {
+    hlab_err err = {0};
+    f(arg);
+    hk->sync(hk, &err);
+    double s[7];
+    for (int k = 0; k < 7; k++) {
+        double t0 = hlab_now_s();
+        for (int r = 0; r < reps; r++) f(arg);
+        hk->sync(hk, &err);
+        s[k] = (hlab_now_s() - t0) / reps;
+    }
+    qsort(s, 7, sizeof s[0], cmp_double);
+    if (hk->check(hk, &err) != HLAB_OK) fprintf(stderr, "bench: %s\n", err.msg);
+    return s[3];
+}
+
+static void report(const char *op, const char *shape, double sec, double bytes, double flops) {
+    double floor_mem = bytes / (bw_gbs * 1e9), floor_mm = flops / (mm_tflops * 1e12);
+    double fl = floor_mem > floor_mm ? floor_mem : floor_mm;
+    printf("BENCH %-22s %-34s %9.3f ms  %7.1f GB/s  %6.1f TFLOP/s  floor %8.3f ms  (%4.0f%% of floor)\n", op, shape,
+           sec * 1e3, bytes / sec / 1e9, flops / sec / 1e12, fl * 1e3, 100.0 * fl / sec);
+}
+
+/* ---- ops under test (args packed in small structs) ------------------------------ */
+typedef struct { void *a, *b; size_t n; } copy_args;
+static void op_copy(void *p) { copy_args *a = p; hk->convert(hk, a->b, HK_BF16, a->a, HK_BF16, a->n); }
+
+typedef struct { void *out, *inp, *w, *dout, *dinp, *dw; int N, C, OC; } mm_args;
+static void op_mm_fwd(void *p) { mm_args *a = p; hk->matmul_fwd(hk, a->out, a->inp, a->w, NULL, a->N, a->C, a->OC); }
+static void op_mm_bwd(void *p) {
+    mm_args *a = p;
+    hk->matmul_bwd(hk, a->dinp, a->dw, NULL, a->dout, a->inp, a->w, a->N, a->C, a->OC, 0);
+}
+
+typedef struct { void *out, *rstd, *inp, *w, *dout, *dinp, *dw; int N, C; } norm_args;
+static void op_rms_fwd(void *p) { norm_args *a = p; hk->rmsnorm_fwd(hk, a->out, a->rstd, a->inp, a->w, a->N, a->C, 1e-5f); }
+static void op_rms_bwd(void *p) {
+    norm_args *a = p;
+    hk->rmsnorm_bwd(hk, a->dinp, a->dw, a->dout, a->inp, a->w, a->rstd, a->N, a->C, 1);
+}
+
+typedef struct { void *h, *o, *dh, *dout; int N, F; } sw_args;
+static void op_sw_fwd(void *p) { sw_args *a = p; hk->swiglu_fwd(hk, a->o, a->h, a->N, a->F); }
+static void op_sw_bwd(void *p) { sw_args *a = p; hk->swiglu_bwd(hk, a->dh, a->dout, a->h, a->N, a->F); }
+
+typedef struct { void *logits, *losses, *tgt; int N, V; } xent_args;
+static void op_xent_fwd(void *p) { xent_args *a = p; hk->xent_fwd(hk, a->losses, a->logits, a->tgt, a->N, a->V); }
+static void op_xent_bwd(void *p) { xent_args *a = p; hk->xent_bwd(hk, a->logits, a->logits, a->tgt, 1e-9f, a->N, a->V); }
+
+typedef struct { void *p, *g, *m, *v, *mirror; size_t n; } adam_args;
+static void op_adamw(void *p) {
+    adam_args *a = p;
+    hk->adamw(hk, a->p, a->g, a->m, a->v, a->mirror, a->n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 1.0f);
+}
+
+typedef struct { void *out, *tok, *wte, *dwte; int N, C; } emb_args;
+static void op_emb_fwd(void *p) { emb_args *a = p; hk->embedding_fwd(hk, a->out, a->tok, a->wte, a->N, a->C); }
+static void op_emb_bwd(void *p) { emb_args *a = p; hk->embedding_bwd(hk, a->dwte, a->out, a->tok, a->N, a->C); }
+
+typedef struct { void *x; int B, T, Hq, Hkv, dh; } rope_args;
+static void op_rope(void *p) { rope_args *a = p; hk->rope_fwd(hk, a->x, a->x, a->B, a->T, a->Hq, a->Hkv, a->dh, 1e4f); }
+
+typedef struct {
+    void *out, *aux, *cache, *inp, *wr, *w13, *w2, *dinp, *dwr, *dw13, *dw2;
+    hk_moe_dims d;
+} moe_args;
+static void op_moe_fwd(void *p) {
+    moe_args *a = p;
+    hk->moe_fwd(hk, a->out, a->aux, a->cache, a->inp, a->wr, a->w13, a->w2, NULL, NULL, a->d);
+}
+static void op_moe_bwd(void *p) {
+    moe_args *a = p;
+    hk->moe_bwd(hk, a->dinp, a->dwr, a->dw13, a->dw2, NULL, NULL, a->out, 1.0f, a->cache, a->inp, a->wr, a->w13,
+                a->w2, NULL, NULL, a->d);
+}
+
+int main(void) {
+    if (hk_cuda_available() <= 0) test_skip("no CUDA device");
+    const char *on = getenv("HLAB_CUDA_BENCH");
+    if (!on || strcmp(on, "1") != 0) test_skip("benchmark: set HLAB_CUDA_BENCH=1 to run it");
+    hlab_err err = {0};
+    hk = hk_cuda_create(0, HK_BF16, &err);
+    if (!hk) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    hlab_rng_seed(&rng, 5);
+    const size_t A = 2; /* bf16 bytes */
+
+    /* ceilings */
+    copy_args ca = {NULL, NULL, (size_t)1 << 29};
+    ca.a = rand_dev(ca.n, HK_BF16, 1.0);
+    ca.b = hk->alloc(hk, ca.n * A);
+    double t = time_op(op_copy, &ca, 5);
+    bw_gbs = 2.0 * ca.n * A / t / 1e9;
+    hk->free(hk, ca.a);
+    hk->free(hk, ca.b);
+    mm_args big = {0};
+    big.N = big.C = big.OC = 8192;
+    big.inp = rand_dev((size_t)8192 * 8192, HK_BF16, 1.0);
+    big.w = rand_dev((size_t)8192 * 8192, HK_BF16, 0.02);
+    big.out = hk->alloc(hk, (size_t)8192 * 8192 * A);
+    t = time_op(op_mm_fwd, &big, 5);
+    mm_tflops = 2.0 * 8192.0 * 8192.0 * 8192.0 / t / 1e12;
+    hk->free(hk, big.inp);
+    hk->free(hk, big.w);
+    hk->free(hk, big.out);
+    printf("BENCH ceilings: device copy %.0f GB/s (read + write), bf16 GEMM 8192^3 %.0f TFLOP/s\n", bw_gbs, mm_tflops);
+
+    /* Shapes of BENCH.md's config T at 16 x 2048 tokens: D = 768, d_ff = 2048,
+     * V = 50304, Hq = 12, Hkv = 4, dh = 64 (the MoE line is an extra: 8 experts, top-2). */
+    const int N = 16 * 2048, C = 768, FF = 2048, VOC = 50304;
+    char shape[96];
+    int ocs[4] = {1280, 2 * FF, C, VOC}, ics[4] = {C, C, FF, C};
+    const char *names[4] = {"qkv", "mlp w13", "mlp w2", "lm head"};
+    for (int i = 0; i < 4; i++) { /* linear layers of one block, and the tied head */
+        mm_args a = {0};
+        a.N = N; a.C = ics[i]; a.OC = ocs[i];
+        a.inp = rand_dev((size_t)N * a.C, HK_BF16, 1.0);
+        a.w = rand_dev((size_t)a.OC * a.C, HK_BF16, 0.02);
+        a.out = hk->alloc(hk, (size_t)N * a.OC * A);
+        a.dout = rand_dev((size_t)N * a.OC, HK_BF16, 1.0);
+        a.dinp = hk->alloc(hk, (size_t)N * a.C * A);
+        a.dw = rand_dev((size_t)a.OC * a.C, HK_F32, 0.1);
+        double fl = 2.0 * N * a.C * a.OC;
+        snprintf(shape, sizeof shape, "%s N%d C%d OC%d", names[i], N, a.C, a.OC);
+        report("matmul_fwd", shape, time_op(op_mm_fwd, &a, i == 3 ? 3 : 10), 0, fl);
+        report("matmul_bwd", shape, time_op(op_mm_bwd, &a, i == 3 ? 3 : 10), 0, 2 * fl);
+        hk->free(hk, a.inp); hk->free(hk, a.w); hk->free(hk, a.out); hk->free(hk, a.dout);
+        hk->free(hk, a.dinp); hk->free(hk, a.dw);
+    }
+    { /* rmsnorm */
+        norm_args a = {0};
+        a.N = N; a.C = C;
+        a.inp = rand_dev((size_t)N * C, HK_BF16, 1.0);
+        a.dout = rand_dev((size_t)N * C, HK_BF16, 1.0);
+        a.w = rand_dev((size_t)C, HK_F32, 1.0);
+        a.dw = rand_dev((size_t)C, HK_F32, 1.0);
+        a.out = hk->alloc(hk, (size_t)N * C * A);
+        a.dinp = rand_dev((size_t)N * C, HK_BF16, 1.0);
+        a.rstd = hk->alloc(hk, (size_t)N * 4);
+        snprintf(shape, sizeof shape, "N%d C%d", N, C);
+        report("rmsnorm_fwd", shape, time_op(op_rms_fwd, &a, 20), 2.0 * N * C * A, 0);
+        report("rmsnorm_bwd (accum)", shape, time_op(op_rms_bwd, &a, 20), 4.0 * N * C * A, 0);
+        hk->free(hk, a.inp); hk->free(hk, a.dout); hk->free(hk, a.w); hk->free(hk, a.dw);
+        hk->free(hk, a.out); hk->free(hk, a.dinp); hk->free(hk, a.rstd);
+    }
+    { /* swiglu */
+        sw_args a = {0};
+        a.N = N; a.F = FF;
+        size_t nf = (size_t)N * a.F;
+        a.h = rand_dev(2 * nf, HK_BF16, 2.0);
+        a.dout = rand_dev(nf, HK_BF16, 1.0);
+        a.o = hk->alloc(hk, nf * A);
+        a.dh = hk->alloc(hk, 2 * nf * A);
+        snprintf(shape, sizeof shape, "N%d F%d", N, FF);
+        report("swiglu_fwd", shape, time_op(op_sw_fwd, &a, 20), 3.0 * nf * A, 0);
+        report("swiglu_bwd", shape, time_op(op_sw_bwd, &a, 20), 5.0 * nf * A, 0);
+        hk->free(hk, a.h); hk->free(hk, a.dout); hk->free(hk, a.o); hk->free(hk, a.dh);
+    }
+    { /* cross-entropy over the vocabulary */
+        xent_args a = {0};
+        a.N = N; a.V = VOC;
+        size_t nv = (size_t)a.N * a.V;
+        a.logits = rand_dev(nv, HK_BF16, 3.0);
+        a.tgt = ints_dev((size_t)a.N, a.V);
+        a.losses = hk->alloc(hk, (size_t)a.N * 4);
+        snprintf(shape, sizeof shape, "N%d V%d", N, VOC);
+        report("xent_fwd", shape, time_op(op_xent_fwd, &a, 5), 1.0 * nv * A, 0);
+        report("xent_bwd (in place)", shape, time_op(op_xent_bwd, &a, 5), 2.0 * nv * A, 0);
+        hk->free(hk, a.logits); hk->free(hk, a.tgt); hk->free(hk, a.losses);
+    }
+    { /* AdamW over the ~114M parameters of config T, with the bf16 mirror */
+        adam_args a = {0};
+        a.n = (size_t)VOC * C + 12 * ((size_t)C * 1280 + (size_t)C * C + 3 * (size_t)C * FF + 2 * (size_t)C);
+        a.p = rand_dev(a.n, HK_F32, 1.0);
+        a.g = rand_dev(a.n, HK_F32, 0.01);
+        a.m = rand_dev(a.n, HK_F32, 0.001);
+        a.v = rand_dev(a.n, HK_F32, 1e-6);
+        hk->zero(hk, a.v, a.n * 4); /* v >= 0: the second moments restart from zero */
+        a.mirror = hk->alloc(hk, a.n * A);
+        snprintf(shape, sizeof shape, "n=%zu", a.n);
+        report("adamw (+mirror)", shape, time_op(op_adamw, &a, 5), 30.0 * a.n, 0);
+        hk->free(hk, a.p); hk->free(hk, a.g); hk->free(hk, a.m); hk->free(hk, a.v); hk->free(hk, a.mirror);
+    }
+    { /* embedding over the GPT-2 vocabulary and over bytes */
+        int Vs[2] = {VOC, 256};
+        for (int vi = 0; vi < 2; vi++) {
+            emb_args a = {0};
+            a.N = N; a.C = C;
+            a.tok = ints_dev((size_t)N, Vs[vi]);
+            a.wte = rand_dev((size_t)Vs[vi] * C, HK_BF16, 0.02);
+            a.dwte = rand_dev((size_t)Vs[vi] * C, HK_F32, 0.02);
+            a.out = hk->alloc(hk, (size_t)N * C * A);
+            snprintf(shape, sizeof shape, "N%d C%d V%d", N, C, Vs[vi]);
+            report("embedding_fwd", shape, time_op(op_emb_fwd, &a, 20), 2.0 * N * C * A, 0);
+            report("embedding_bwd", shape, time_op(op_emb_bwd, &a, 10), 1.0 * N * C * A + 8.0 * N * C, 0);
+            hk->free(hk, a.tok); hk->free(hk, a.wte); hk->free(hk, a.dwte); hk->free(hk, a.out);
+        }
+    }
+    { /* rope on packed qkv */
+        rope_args a = {0};
+        a.B = 16; a.T = 2048; a.Hq = 12; a.Hkv = 4; a.dh = 64;
+        size_t n = (size_t)a.B * a.T * (a.Hq + 2 * a.Hkv) * a.dh, rot = n / (a.Hq + 2 * a.Hkv) * (a.Hq + a.Hkv);
+        a.x = rand_dev(n, HK_BF16, 1.0);
+        report("rope_fwd (in place)", "B16 T2048 Hq12 Hkv4 dh64", time_op(op_rope, &a, 20), 2.0 * rot * A, 0);
+        hk->free(hk, a.x);
+    }
+    { /* MoE: 8 experts, top-2 */
+        moe_args a = {0};
+        hk_moe_dims d = {N, C, 8, 2, 1024, 0, 0, 1, 0.01f};
+        a.d = d;
+        a.inp = rand_dev((size_t)N * C, HK_BF16, 1.0);
+        a.wr = rand_dev((size_t)8 * C, HK_BF16, 0.02);
+        a.w13 = rand_dev((size_t)8 * 2 * 1024 * C, HK_BF16, 0.02);
+        a.w2 = rand_dev((size_t)8 * C * 1024, HK_BF16, 0.02);
+        a.out = hk->alloc(hk, (size_t)N * C * A);
+        a.aux = hk->alloc(hk, 4);
+        a.cache = hk->alloc(hk, hk->moe_cache_bytes(hk, d));
+        a.dinp = hk->alloc(hk, (size_t)N * C * A);
+        a.dwr = rand_dev((size_t)8 * C, HK_F32, 0.1);
+        a.dw13 = rand_dev((size_t)8 * 2 * 1024 * C, HK_F32, 0.1);
+        a.dw2 = rand_dev((size_t)8 * C * 1024, HK_F32, 0.1);
+        double fl = 2.0 * N * 2 * (3.0 * 1024 * C) + 2.0 * N * C * 8;
+        report("moe_fwd", "N32768 C768 E8 k2 F1024", time_op(op_moe_fwd, &a, 5), 0, fl);
+        report("moe_bwd", "N32768 C768 E8 k2 F1024", time_op(op_moe_bwd, &a, 5), 0, 2 * fl);
+        hk->free(hk, a.inp); hk->free(hk, a.wr); hk->free(hk, a.w13); hk->free(hk, a.w2); hk->free(hk, a.out);
+        hk->free(hk, a.aux); hk->free(hk, a.cache); hk->free(hk, a.dinp); hk->free(hk, a.dwr);
+        hk->free(hk, a.dw13); hk->free(hk, a.dw2);
+    }
+    printf("BENCH peak device bytes %zu\n", hk->peak_bytes(hk));
+    int rc = hk->check(hk, &err);
+    if (rc != HLAB_OK) fprintf(stderr, "bench: %s\n", err.msg);
+    if (hk) hk->destroy(hk);
+    return rc == HLAB_OK ? 0 : 1;
+}
