@@ -16,7 +16,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: hlab search STUDY.yaml [options]\n\n"
             "Expands the design space of a study, sizes every point to its budget, records\n"
-            "the points in results.db and trains the pending ones, one after another.\n"
+            "the points in results.db and trains the pending ones (one at a time, or N\n"
+            "with --workers N), streaming metrics into the database as they happen.\n"
             "Running the same command again resumes: finished points are never retrained,\n"
             "an interrupted point continues from its checkpoint, and points added by\n"
             "editing the study are trained next. docs/STUDY.md describes the file.\n\n"

@@ -414,6 +414,17 @@ int hlab_search_run(const hlab_study *s, const hlab_point_set *ps, const hlab_se
         rc = hlab_fail(err, HLAB_ENOMEM, "out of memory");
         goto out;
     }
+    /* devices first: a missing GPU is reported before the db is touched */
+    for (int i = 0; i < n_workers; i++) {
+        W[i].S = &S;
+        W[i].id = i;
+        worker_device(o->device ? o->device : "auto", i, n_workers, W[i].device, sizeof W[i].device);
+        if (!(W[i].hk = hk_open(W[i].device, err))) {
+            if (!err->code) hlab_fail(err, HLAB_EDEVICE, "cannot open device '%s'", W[i].device);
+            rc = n_workers > 1 ? hlab_err_prefix(err, "worker %d", i) : err->code;
+            goto out;
+        }
+    }
     if ((rc = hlab_study_to_json(s, &spec, err))) goto out;
     if ((rc = hlab_db_open(o->db_path, HLAB_DB_CREATE, &db, err))) goto out;
     char objectives[1024];
@@ -436,17 +447,8 @@ int hlab_search_run(const hlab_study *s, const hlab_point_set *ps, const hlab_se
     }
     if ((rc = hlab_db_add_points(db, study_id, in, ps->n, S.ids, NULL, &sum->points_new, err))) goto out;
     if ((rc = hlab_db_mark_interrupted(db, study_id, NULL, err))) goto out;
-    for (int i = 0; i < n_workers; i++) {
-        W[i].S = &S;
-        W[i].id = i;
-        worker_device(o->device ? o->device : "auto", i, n_workers, W[i].device, sizeof W[i].device);
-        if (!(W[i].hk = hk_open(W[i].device, err))) {
-            if (!err->code) hlab_fail(err, HLAB_EDEVICE, "cannot open device '%s'", W[i].device);
-            rc = hlab_err_prefix(err, "worker %d", i);
-            goto out;
-        }
+    for (int i = 0; i < n_workers; i++)
         if ((rc = hlab_db_open(o->db_path, 0, &W[i].db, err))) goto out;
-    }
     S.t_start = hlab_now_s();
     rc = s->strategy.kind == HLAB_STRATEGY_HALVING ? run_halving(&S, db, W, n_workers, err)
                                                    : run_grid(&S, db, study_id, W, n_workers, err);

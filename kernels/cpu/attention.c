@@ -13,10 +13,13 @@
  *             log(sum); P = p / sum; O = P V.
  *   backward: P = exp(scale·S − lse) (recomputed), dP = dO Vᵀ, D_i = dO_i·O_i,
  *             dS = scale · P ⊙ (dP − D); dQ = dS K (=), dK += dSᵀ Q, dV += Pᵀ dO.
- * Threads: only OpenBLAS's own, inside the GEMMs. The exp/softmax passes between
- * them run on the calling thread: waking an OpenMP team between every pair of
- * small GEMMs makes the two thread pools fight over the cores (measured: 25x
- * slower on a loaded 2-core machine), and the passes cost no more than the GEMMs.
+ * Threads: one OpenMP team per call, over (b, query head) in fwd and (b, kv head)
+ * in bwd (a kv head's query heads accumulate into its dK/dV, so they stay in one
+ * task); each task has its own score tiles, and its GEMMs run on its thread
+ * (OpenBLAS, the OpenMP build, goes single-threaded inside a parallel region). One
+ * fork per call, not one OpenBLAS fork per small GEMM: those thousands of forks,
+ * each able to wait on a descheduled thread, made this op 10-30x slower on a loaded
+ * 2-core machine. A task's arithmetic does not depend on the thread count.
  * dK/dV rows are zeroed per (b, kv head) before its query heads accumulate.
  */
 #include <cblas.h>
@@ -61,13 +64,15 @@ void CPU_FN(attention_fwd)(hk_backend *hk, void *out_, void *lse_, const void *q
     const int T = d.T, dh = d.dh, group = d.Hq / d.Hkv, KR = max_key_range(d);
     const int W = (d.Hq + 2 * d.Hkv) * dh, OW = d.Hq * dh;
     const real scale = (real)(1.0 / sqrt((double)dh));
-    real *S = malloc((size_t)ATTN_QTILE * KR * sizeof(real));
-    if (!S) {
-        CPU_FN(fail)(hk, HLAB_ENOMEM, "attention_fwd: out of host memory for a %d x %d score tile", ATTN_QTILE, KR);
-        return;
-    }
+    int failed = 0;
+#pragma omp parallel reduction(| : failed) if (d.B * d.Hq > 1)
+    {
+    real *S = malloc((size_t)ATTN_QTILE * KR * sizeof(real)); /* per thread */
+    failed = !S;
+#pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < d.B; b++)
         for (int h = 0; h < d.Hq; h++) {
+            if (!S) continue;
             const int g = h / group;
             const real *base = qkv + (size_t)b * T * W;
             for (int i0 = 0; i0 < T; i0 += ATTN_QTILE) {
@@ -99,6 +104,8 @@ void CPU_FN(attention_fwd)(hk_backend *hk, void *out_, void *lse_, const void *q
             }
         }
     free(S);
+    }
+    if (failed) CPU_FN(fail)(hk, HLAB_ENOMEM, "attention_fwd: out of host memory for a %d x %d score tile", ATTN_QTILE, KR);
 }
 
 void CPU_FN(attention_bwd)(hk_backend *hk, void *dqkv_, const void *dout_, const void *out_, const void *lse_,
@@ -109,15 +116,16 @@ void CPU_FN(attention_bwd)(hk_backend *hk, void *dqkv_, const void *dout_, const
     const int T = d.T, dh = d.dh, group = d.Hq / d.Hkv, KR = max_key_range(d);
     const int W = (d.Hq + 2 * d.Hkv) * dh, OW = d.Hq * dh;
     const real scale = (real)(1.0 / sqrt((double)dh));
+    int failed = 0;
+#pragma omp parallel reduction(| : failed) if (d.B * d.Hkv > 1)
+    {
+    /* per thread */
     real *P = malloc((size_t)ATTN_QTILE * KR * sizeof(real)), *dP = malloc((size_t)ATTN_QTILE * KR * sizeof(real));
-    if (!P || !dP) {
-        free(P);
-        free(dP);
-        CPU_FN(fail)(hk, HLAB_ENOMEM, "attention_bwd: out of host memory for two %d x %d tiles", ATTN_QTILE, KR);
-        return;
-    }
+    failed = !P || !dP;
+#pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < d.B; b++)
         for (int g = 0; g < d.Hkv; g++) {
+            if (!P || !dP) continue;
             const real *base = qkv + (size_t)b * T * W;
             real *dbase = dqkv + (size_t)b * T * W;
             const size_t koff = (size_t)(d.Hq + g) * dh, voff = (size_t)(d.Hq + d.Hkv + g) * dh;
@@ -136,7 +144,7 @@ void CPU_FN(attention_bwd)(hk_backend *hk, void *dqkv_, const void *dout_, const
                     const real *O = out + ((size_t)b * T + i0) * OW + (size_t)h * dh;
                     GEMM_R(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, dh, scale, Q, W, K, W, 0, P, kn);
                     GEMM_R(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, dh, 1, dO, OW, V, W, 0, dP, kn);
-                        for (int r = 0; r < qn; r++) {
+                    for (int r = 0; r < qn; r++) {
                         const int i = i0 + r, lo = first_key(i, d.window) - j0, hi = i - j0;
                         const real *o = O + (size_t)r * OW, *go = dO + (size_t)r * OW;
                         real D = 0;
@@ -160,4 +168,6 @@ void CPU_FN(attention_bwd)(hk_backend *hk, void *dqkv_, const void *dout_, const
         }
     free(P);
     free(dP);
+    }
+    if (failed) CPU_FN(fail)(hk, HLAB_ENOMEM, "attention_bwd: out of host memory for two %d x %d tiles", ATTN_QTILE, KR);
 }

@@ -24,16 +24,6 @@ static inline real mamba_sigmoid(real u) {
 
 /* ---- causal depthwise conv1d + SiLU ------------------------------------------ */
 
-/* pre[b,t,c] = bias[c] + Σ_{j<K} w[c,j] inp[b, t−(K−1)+j, c], zero before t = 0 */
-static inline real conv_pre(const real *inp_b, const real *w, const real *bias, int t, int c, int Cc, int K) {
-    real s = bias[c];
-    for (int j = 0; j < K; j++) {
-        const int s_t = t - (K - 1) + j;
-        if (s_t >= 0) s += w[(size_t)c * K + j] * inp_b[(size_t)s_t * Cc + c];
-    }
-    return s;
-}
-
 static int conv_dims_ok(hk_backend *hk, const char *op, int B, int T, int Cc, int K) {
     if (B <= 0 || T <= 0 || Cc <= 0 || K <= 0) {
         CPU_FN(fail)(hk, HLAB_EINVAL, "%s: bad dims B=%d T=%d Cc=%d K=%d (expected all > 0)", op, B, T, Cc, K);
@@ -42,22 +32,48 @@ static int conv_dims_ok(hk_backend *hk, const char *op, int B, int T, int Cc, in
     return 1;
 }
 
+/* Taps transposed to [K][Cc] (wT[j*Cc + c] = w[c*K + j]) so the per-tap loops run over
+ * contiguous channels and vectorise. NULL when out of memory. */
+static real *conv_taps_transposed(const real *w, int Cc, int K) {
+    real *wT = malloc(sizeof(real) * (size_t)Cc * K);
+    if (wT)
+        for (int c = 0; c < Cc; c++)
+            for (int j = 0; j < K; j++) wT[(size_t)j * Cc + c] = w[(size_t)c * K + j];
+    return wT;
+}
+
+/* pre[b,t,c] = bias[c] + Σ_{j<K} w[c,j] inp[b, t−(K−1)+j, c], zero before t = 0: one row
+ * (b, t) into o[0..Cc), the taps summed in order j = 0..K−1 */
+static inline void conv_pre_row(real *restrict o, const real *inp_b, const real *wT, const real *bias, int t, int Cc,
+                                int K) {
+    memcpy(o, bias, sizeof(real) * Cc);
+    for (int j = 0; j < K; j++) {
+        const int s_t = t - (K - 1) + j;
+        if (s_t < 0) continue;
+        const real *restrict x = inp_b + (size_t)s_t * Cc, *restrict wj = wT + (size_t)j * Cc;
+        for (int c = 0; c < Cc; c++) o[c] += wj[c] * x[c];
+    }
+}
+
 void CPU_FN(conv1d_silu_fwd)(hk_backend *hk, void *out_, const void *inp_, const void *w_, const void *b_, int B,
                              int T, int Cc, int K) {
     if (!conv_dims_ok(hk, "conv1d_silu_fwd", B, T, Cc, K)) return;
     real *out = out_;
     const real *inp = inp_, *w = w_, *bias = b_;
+    real *wT = conv_taps_transposed(w, Cc, K);
+    if (!wT) {
+        CPU_FN(fail)(hk, HLAB_ENOMEM, "conv1d_silu_fwd: out of host memory for %d x %d taps", Cc, K);
+        return;
+    }
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * Cc >= MAMBA_PAR_MIN)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
-            const real *inp_b = inp + (size_t)b * T * Cc;
             real *o = out + ((size_t)b * T + t) * Cc;
-            for (int c = 0; c < Cc; c++) {
-                const real pre = conv_pre(inp_b, w, bias, t, c, Cc, K);
-                o[c] = pre * mamba_sigmoid(pre);
-            }
+            conv_pre_row(o, inp + (size_t)b * T * Cc, wT, bias, t, Cc, K);
+            for (int c = 0; c < Cc; c++) o[c] *= mamba_sigmoid(o[c]);
         }
     }
+    free(wT);
 }
 
 /* dpre = dout · SiLU'(pre), SiLU'(x) = σ(x)(1 + x(1 − σ(x))); dinp[s] = Σ_j w[j] dpre[s + K−1−j]. */
@@ -66,23 +82,27 @@ void CPU_FN(conv1d_silu_bwd)(hk_backend *hk, void *dinp_, void *dw_, void *db_, 
     if (!conv_dims_ok(hk, "conv1d_silu_bwd", B, T, Cc, K)) return;
     real *dinp = dinp_, *dw = dw_, *db = db_;
     const real *dout = dout_, *inp = inp_, *w = w_, *bias = b_;
-    const size_t PK = (size_t)Cc * (K + 1); /* per-batch partial: dw [Cc,K] then db [Cc] */
+    /* per-batch partial: dw transposed [K][Cc] (contiguous over channels), then db [Cc] */
+    const size_t PK = (size_t)Cc * (K + 1);
     real *dpre = malloc(sizeof(real) * (size_t)B * T * Cc);
     real *part = calloc((size_t)B * PK, sizeof(real));
-    if (!dpre || !part) {
+    real *wT = conv_taps_transposed(w, Cc, K);
+    if (!dpre || !part || !wT) {
         free(dpre);
         free(part);
+        free(wT);
         CPU_FN(fail)(hk, HLAB_ENOMEM, "conv1d_silu_bwd: out of host memory for %d x %d x %d scratch", B, T, Cc);
         return;
     }
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * Cc >= MAMBA_PAR_MIN)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
-            const real *inp_b = inp + (size_t)b * T * Cc;
             const size_t r = ((size_t)b * T + t) * Cc;
+            real *dp = dpre + r;
+            conv_pre_row(dp, inp + (size_t)b * T * Cc, wT, bias, t, Cc, K); /* pre, then dpre in place */
             for (int c = 0; c < Cc; c++) {
-                const real pre = conv_pre(inp_b, w, bias, t, c, Cc, K), s = mamba_sigmoid(pre);
-                dpre[r + c] = dout[r + c] * s * (1 + pre * (1 - s));
+                const real pre = dp[c], s = mamba_sigmoid(pre);
+                dp[c] = dout[r + c] * s * (1 + pre * (1 - s));
             }
         }
     }
@@ -91,33 +111,36 @@ void CPU_FN(conv1d_silu_bwd)(hk_backend *hk, void *dinp_, void *dw_, void *db_, 
         const real *inp_b = inp + (size_t)b * T * Cc, *dpre_b = dpre + (size_t)b * T * Cc;
         real *dinp_b = dinp + (size_t)b * T * Cc, *pw = part + (size_t)b * PK, *pb = pw + (size_t)Cc * K;
         for (int s_t = 0; s_t < T; s_t++) {
-            real *di = dinp_b + (size_t)s_t * Cc;
+            real *restrict di = dinp_b + (size_t)s_t * Cc;
             for (int c = 0; c < Cc; c++) di[c] = 0;
             for (int j = 0; j < K; j++) {
                 const int t = s_t + (K - 1) - j; /* output row that reads inp row s_t through tap j */
                 if (t >= T) continue;
-                const real *dp = dpre_b + (size_t)t * Cc;
-                for (int c = 0; c < Cc; c++) di[c] += w[(size_t)c * K + j] * dp[c];
+                const real *restrict dp = dpre_b + (size_t)t * Cc, *restrict wj = wT + (size_t)j * Cc;
+                for (int c = 0; c < Cc; c++) di[c] += wj[c] * dp[c];
             }
         }
         for (int t = 0; t < T; t++) {
-            const real *dp = dpre_b + (size_t)t * Cc;
+            const real *restrict dp = dpre_b + (size_t)t * Cc;
             for (int c = 0; c < Cc; c++) pb[c] += dp[c];
             for (int j = 0; j < K; j++) {
                 const int s_t = t - (K - 1) + j;
                 if (s_t < 0) continue;
-                const real *x = inp_b + (size_t)s_t * Cc;
-                for (int c = 0; c < Cc; c++) pw[(size_t)c * K + j] += dp[c] * x[c];
+                const real *restrict x = inp_b + (size_t)s_t * Cc;
+                real *restrict pwj = pw + (size_t)j * Cc;
+                for (int c = 0; c < Cc; c++) pwj[c] += dp[c] * x[c];
             }
         }
     }
     for (int b = 0; b < B; b++) {
         const real *pw = part + (size_t)b * PK, *pb = pw + (size_t)Cc * K;
-        for (size_t k = 0; k < (size_t)Cc * K; k++) dw[k] += pw[k];
+        for (int c = 0; c < Cc; c++)
+            for (int j = 0; j < K; j++) dw[(size_t)c * K + j] += pw[(size_t)j * Cc + c];
         for (int c = 0; c < Cc; c++) db[c] += pb[c];
     }
     free(dpre);
     free(part);
+    free(wT);
 }
 
 /* ---- grouped gated RMSNorm ------------------------------------------------------ */

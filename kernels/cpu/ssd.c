@@ -16,11 +16,14 @@
  * and shared by its heads; in bwd its gradient (dscore) is summed over the heads
  * first, so dC, dB through C·Bᵀ are two GEMMs per group, not per head.
  *
- * Threads: every matrix product is a cblas GEMM (OpenBLAS threads); everything else
- * runs on the calling thread, in loop order, which also lets dB/dC, shared by the
- * heads of a group, accumulate without races. No OpenMP teams here on purpose:
- * OpenMP teams between the GEMMs leave their threads spinning against OpenBLAS's
- * pool (measured on 2 cores: forward 5-10x slower, erratically).
+ * Threads: one OpenMP team per call, over batch rows (each row's chunks are a
+ * sequential state recurrence; its heads share dB/dC, so a row is one task). The
+ * GEMMs inside run on their task's thread: OpenBLAS (the OpenMP build) goes single-
+ * threaded inside a parallel region. One fork per call instead of one OpenBLAS fork
+ * per small GEMM (thousands per step, each a chance to wait on a descheduled thread
+ * of a loaded machine: measured 10-40x slower end to end). Every row's arithmetic
+ * is the same whatever the thread count, and the per-row parameter-grad partials are
+ * reduced in row order, so results are bit-identical for any thread count.
  * The sequential reference runs OpenMP over (batch, head) in fwd, over batch in bwd.
  *
  * FLOPs per token of the chunked algorithm (2 per multiply-accumulate), T a multiple
@@ -115,15 +118,18 @@ void CPU_FN(ssd_fwd)(hk_backend *hk, void *y_, void *states_, const void *xbc_, 
     const int nchunks = (T - 1) / Q + 1, heads_per_group = d.H / d.G;
     const int QL = Q < T ? Q : T; /* the longest chunk: the scratch's row count and score stride */
     const size_t W = ssd_width(d), HP = (size_t)H * P, PN = (size_t)P * N, QQ = (size_t)QL * QL;
-    real *scratch = malloc(sizeof(real) * (3 * (size_t)QL + 2 * QQ + H * PN + (size_t)QL * N + (size_t)QL * P));
-    if (!scratch) {
-        CPU_FN(fail)(hk, HLAB_ENOMEM, "ssd_fwd: out of host memory for the chunk scratch (chunk=%d)", Q);
-        return;
-    }
+    const size_t scratch_elems = 3 * (size_t)QL + 2 * QQ + H * PN + (size_t)QL * N + (size_t)QL * P;
+    int failed = 0;
+#pragma omp parallel reduction(| : failed) if (B > 1)
+    {
+    real *scratch = malloc(sizeof(real) * scratch_elems); /* per thread */
+    failed = !scratch;
     real *uraw = scratch, *delta = uraw + QL, *cum = delta + QL, *CB = cum + QL, *M = CB + QQ;
     real *S_all = M + QQ, *Ce = S_all + H * PN, *Xw = Ce + (size_t)QL * N; /* S_all: every head's state */
 
+#pragma omp for schedule(static)
     for (int b = 0; b < B; b++) {
+        if (!scratch) continue;
         memset(S_all, 0, sizeof(real) * H * PN);
         for (int c = 0; c < nchunks; c++) {
             const int t0 = c * Q, L = T - t0 < Q ? T - t0 : Q;
@@ -167,6 +173,8 @@ void CPU_FN(ssd_fwd)(hk_backend *hk, void *y_, void *states_, const void *xbc_, 
         }
     }
     free(scratch);
+    }
+    if (failed) CPU_FN(fail)(hk, HLAB_ENOMEM, "ssd_fwd: out of host memory for the chunk scratch (chunk=%d)", Q);
 }
 
 /* ---- chunked backward ----------------------------------------------------------- */
@@ -182,22 +190,25 @@ void CPU_FN(ssd_bwd)(hk_backend *hk, void *dxbc_, void *ddt_, void *ddt_bias_, v
     const int nchunks = (T - 1) / Q + 1, heads_per_group = d.H / d.G;
     const int QL = Q < T ? Q : T; /* the longest chunk: the scratch's row count and score stride */
     const size_t W = ssd_width(d), HP = (size_t)H * P, PN = (size_t)P * N, QQ = (size_t)QL * QL;
-    real *scratch = malloc(sizeof(real) * (6 * (size_t)QL + 3 * QQ + (H + 1) * PN + 3 * (size_t)H +
-                                           (size_t)QL * N + 3 * (size_t)QL * P));
-    if (!scratch) {
-        CPU_FN(fail)(hk, HLAB_ENOMEM, "ssd_bwd: out of host memory for the chunk scratch (chunk=%d)", Q);
-        return;
-    }
+    const size_t scratch_elems = 6 * (size_t)QL + 3 * QQ + (H + 1) * PN + (size_t)QL * N + 3 * (size_t)QL * P;
+    /* per batch row and head: ddt_bias, dA, dDskip partials, reduced in row order at the end */
+    real *par_all = malloc(sizeof(real) * 3 * (size_t)H * B);
+    int failed = !par_all;
+#pragma omp parallel reduction(| : failed) if (B > 1)
+    {
+    real *scratch = par_all ? malloc(sizeof(real) * scratch_elems) : NULL; /* per thread */
+    failed = !scratch;
     real *uraw = scratch, *delta = uraw + QL, *cum = delta + QL, *dcum = cum + QL, *ddelta = dcum + QL;
     real *colsum = ddelta + QL, *CB = colsum + QL, *M = CB + QQ, *dscore = M + QQ;
     real *dS_all = dscore + QQ, *dS_in = dS_all + H * PN; /* dS_all: every head's dS_out */
-    real *par = dS_in + PN; /* per head of this batch row: ddt_bias, dA, dDskip */
-    real *Qm = par + 3 * (size_t)H, *U = Qm + (size_t)QL * N, *Xw = U + (size_t)QL * P, *dYe = Xw + (size_t)QL * P;
+    real *Qm = dS_in + PN, *U = Qm + (size_t)QL * N, *Xw = U + (size_t)QL * P, *dYe = Xw + (size_t)QL * P;
 
-    /* dB, dC are summed over the heads of a group: start them at zero */
-    for (size_t r = 0; r < (size_t)B * T; r++) memset(dxbc + r * W + HP, 0, sizeof(real) * 2 * G * N);
-
+#pragma omp for schedule(static)
     for (int b = 0; b < B; b++) {
+        if (!scratch) continue;
+        real *par = par_all + 3 * (size_t)H * b;
+        /* dB, dC are summed over the heads of a group: start them at zero */
+        for (size_t r = (size_t)b * T; r < (size_t)(b + 1) * T; r++) memset(dxbc + r * W + HP, 0, sizeof(real) * 2 * G * N);
         memset(dS_all, 0, sizeof(real) * H * PN); /* dS_out of the last chunk */
         memset(par, 0, sizeof(real) * 3 * H);
         for (int c = nchunks - 1; c >= 0; c--) {
@@ -298,13 +309,23 @@ void CPU_FN(ssd_bwd)(hk_backend *hk, void *dxbc_, void *ddt_, void *ddt_bias_, v
                 SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, L, N, L, 1, dscore, QL, Cm, (int)W, 1, dB, (int)W);
             }
         }
+    }
+    free(scratch);
+    }
+    if (failed) {
+        free(par_all);
+        CPU_FN(fail)(hk, HLAB_ENOMEM, "ssd_bwd: out of host memory for the chunk scratch (chunk=%d)", Q);
+        return;
+    }
+    for (int b = 0; b < B; b++) {
+        const real *par = par_all + 3 * (size_t)H * b;
         for (int h = 0; h < H; h++) {
             ddt_bias[h] += par[3 * h];
             dA_log[h] += par[3 * h + 1] * -exp(A_log[h]); /* A = −exp(A_log): dA/dA_log = A */
             dDskip[h] += par[3 * h + 2];
         }
     }
-    free(scratch);
+    free(par_all);
 }
 
 /* ---- sequential reference ----------------------------------------------------------- */

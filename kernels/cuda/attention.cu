@@ -11,7 +11,9 @@
  *  - tensor-core path (bf16 mode, dh 64 or 128, 16-byte aligned rows): 64×64 tiles,
  *    4 warps per block, each warp 16 rows, mma.sync m16n8k16 bf16 with fp32
  *    accumulation, operands through ldmatrix (.trans for the P·V-like products).
- *    P and dS are rounded to bf16 for their products (as FlashAttention-2 does).
+ *    P and dS are rounded to bf16 for their products (as FlashAttention-2 does). Tiles
+ *    stream through shared memory in two cp.async stages (the next tile loads while this
+ *    one is multiplied); in the forward, interior tiles skip the mask.
  *    Forward: block per (b, h, 64 queries). Backward: D_i = dO_i·O_i first, then a
  *    dK/dV kernel (block per (b, kv head, 64 keys), looping over the group's query
  *    heads and the visible query tiles) and a dQ kernel (block per (b, h, 64 queries),
@@ -323,40 +325,30 @@ __device__ __forceinline__ void tc_mm_pb(float acc[DH / 8][4], const float p[8][
 
 template <int DH> static constexpr size_t tc_tile_bytes() { return (size_t)TC_TILE * (DH + 8) * sizeof(hk_bf16); }
 
-/* Forward: block per (b, h, 64·MT queries); each warp owns MT m-tiles of 16 rows, so every
- * K / V fragment read from shared memory feeds MT tensor-core products. */
-template <int DH, int MT>
+template <int DH>
 __global__ void __launch_bounds__(TC_THREADS)
     attn_fwd_tc(hk_bf16 *out, float *lse, const hk_bf16 *qkv, int T_, int Hq, int Hkv, int window, float sl2) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    constexpr int LD = DH + 8, BM = TC_TILE * MT;
-    hk_bf16 *Qs = (hk_bf16 *)smem_raw, *Kb = Qs + BM * LD, *Vb = Kb + 2 * TC_TILE * LD; /* K, V: 2 stages */
-    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * BM;
+    constexpr int LD = DH + 8;
+    hk_bf16 *Qs = (hk_bf16 *)smem_raw, *Kb = Qs + TC_TILE * LD, *Vb = Kb + 2 * TC_TILE * LD; /* K, V: 2 stages */
+    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, q0 = qt * TC_TILE;
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
     const size_t W = (size_t)(Hq + 2 * Hkv) * DH;
     const int kvh = h / (Hq / Hkv);
     const hk_bf16 *base = qkv + (size_t)b * T_ * W;
     const hk_bf16 *kg = base + (size_t)(Hq + kvh) * DH, *vg = base + (size_t)(Hq + Hkv + kvh) * DH;
-    uint32_t qf[MT][DH / 16][4];
-    float o[MT][DH / 8][4], m[MT][2], l[MT][2];
-    int qi[MT][2];
+    uint32_t qf[DH / 16][4];
+    float o[DH / 8][4];
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-#pragma unroll
-        for (int k = 0; k < DH / 8; k++) o[mt][k][0] = o[mt][k][1] = o[mt][k][2] = o[mt][k][3] = 0.0f;
-        m[mt][0] = m[mt][1] = -INFINITY;
-        l[mt][0] = l[mt][1] = 0.0f;
-        qi[mt][0] = q0 + (w * MT + mt) * 16 + g;
-        qi[mt][1] = qi[mt][0] + 8;
-    }
+    for (int k = 0; k < DH / 8; k++) o[k][0] = o[k][1] = o[k][2] = o[k][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int qi[2] = {q0 + w * 16 + g, q0 + w * 16 + g + 8};
     const int kstart = window > 0 && q0 - window + 1 > 0 ? ((q0 - window + 1) / TC_TILE) * TC_TILE : 0;
-    const int kend = min(T_, q0 + BM);
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) tc_load_tile_async<DH>(Qs + mt * TC_TILE * LD, base + (size_t)h * DH, W, q0 + mt * TC_TILE, T_);
+    const int kend = min(T_, q0 + TC_TILE);
+    tc_load_tile_async<DH>(Qs, base + (size_t)h * DH, W, q0, T_);
     tc_load_tile_async<DH>(Kb, kg, W, kstart, T_);
     tc_load_tile_async<DH>(Vb, vg, W, kstart, T_);
     cp_commit();
-    const int mid = lane >> 3, r8 = lane & 7;
     for (int k0 = kstart, it = 0; k0 < kend; k0 += TC_TILE, it++) {
         const hk_bf16 *Ks = Kb + (it & 1) * TC_TILE * LD, *Vs = Vb + (it & 1) * TC_TILE * LD;
         if (k0 + TC_TILE < kend) { /* prefetch the next tile into the other stage */
@@ -366,112 +358,69 @@ __global__ void __launch_bounds__(TC_THREADS)
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        if (it == 0) {
+        if (it == 0) tc_load_afrag<DH>(qf, Qs, w * 16, lane);
+        float s[8][4];
 #pragma unroll
-            for (int mt = 0; mt < MT; mt++) tc_load_afrag<DH>(qf[mt], Qs, (w * MT + mt) * 16, lane);
-        }
-        float s[MT][8][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
-        /* S = Q Kᵀ: one K fragment, MT products */
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-#pragma unroll
-            for (int kp = 0; kp < DH / 32; kp++) {
-                uint32_t r[4];
-                ldsm_x4(r, Ks + (nt * 8 + r8) * LD + kp * 32 + mid * 8);
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(s[mt][nt], qf[mt][2 * kp], r[0], r[1]);
-                    mma16816(s[mt][nt], qf[mt][2 * kp + 1], r[2], r[3]);
-                }
-            }
-        }
+        for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        tc_mm_abt<DH>(s, qf, Ks, lane);
+        float mx[2] = {-INFINITY, -INFINITY};
         /* only tiles on the diagonal, at the window's edge or past T need the mask */
-        const bool masked = k0 + TC_TILE - 1 > q0 || k0 + TC_TILE > T_ || (window > 0 && q0 + BM - 1 - k0 >= window);
+        const bool masked = k0 + TC_TILE - 1 > q0 || k0 + TC_TILE > T_ || (window > 0 && q0 + TC_TILE - 1 - k0 >= window);
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-            float mx[2] = {-INFINITY, -INFINITY};
+        for (int nt = 0; nt < 8; nt++)
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int r = e >> 1, kj = k0 + nt * 8 + t4 * 2 + (e & 1);
-                    const float v =
-                        (!masked || (kj < T_ && att_visible(qi[mt][r], kj, window))) ? s[mt][nt][e] * sl2 : -INFINITY;
-                    s[mt][nt][e] = v;
-                    mx[r] = fmaxf(mx[r], v);
-                }
-            float corr[2];
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-                const float mn = fmaxf(m[mt][r], mx[r]), ref = mn == -INFINITY ? 0.0f : mn;
-                corr[r] = exp2f(m[mt][r] - ref);
-                m[mt][r] = mn;
-                mx[r] = ref; /* reused as the exponent reference */
-                l[mt][r] *= corr[r];
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1, kj = k0 + nt * 8 + t4 * 2 + (e & 1);
+                const float v =
+                    (!masked || (kj < T_ && att_visible(qi[r], kj, window))) ? s[nt][e] * sl2 : -INFINITY;
+                s[nt][e] = v;
+                mx[r] = fmaxf(mx[r], v);
             }
+        float corr[2];
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float p = exp2f(s[mt][nt][e] - mx[e >> 1]);
-                    s[mt][nt][e] = p;
-                    l[mt][e >> 1] += p;
-                }
-#pragma unroll
-            for (int k = 0; k < DH / 8; k++) {
-                o[mt][k][0] *= corr[0];
-                o[mt][k][1] *= corr[0];
-                o[mt][k][2] *= corr[1];
-                o[mt][k][3] *= corr[1];
-            }
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            const float mn = fmaxf(m[r], mx[r]), ref = mn == -INFINITY ? 0.0f : mn;
+            corr[r] = exp2f(m[r] - ref);
+            m[r] = mn;
+            mx[r] = ref; /* reused as the exponent reference */
+            l[r] *= corr[r];
         }
-        /* O += P V: one V fragment, MT products */
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            uint32_t a[MT][4];
+        for (int nt = 0; nt < 8; nt++)
 #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                a[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                a[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                a[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                a[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            for (int e = 0; e < 4; e++) {
+                const float p = exp2f(s[nt][e] - mx[e >> 1]);
+                s[nt][e] = p;
+                l[e >> 1] += p;
             }
 #pragma unroll
-            for (int np = 0; np < DH / 16; np++) {
-                uint32_t bv[4];
-                ldsm_x4_t(bv, Vs + (kk * 16 + (mid & 1) * 8 + r8) * LD + np * 16 + (mid >> 1) * 8);
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    mma16816(o[mt][2 * np], a[mt], bv[0], bv[1]);
-                    mma16816(o[mt][2 * np + 1], a[mt], bv[2], bv[3]);
-                }
-            }
+        for (int k = 0; k < DH / 8; k++) {
+            o[k][0] *= corr[0];
+            o[k][1] *= corr[0];
+            o[k][2] *= corr[1];
+            o[k][3] *= corr[1];
         }
+        tc_mm_pb<DH>(o, s, Vs, lane);
         __syncthreads(); /* this stage is refilled by the next iteration's prefetch */
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
     }
     const size_t OW = (size_t)Hq * DH;
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
+    for (int r = 0; r < 2; r++) {
+        if (qi[r] >= T_) continue;
+        const float inv = 1.0f / l[r];
+        hk_bf16 *orow = out + ((size_t)b * T_ + qi[r]) * OW + (size_t)h * DH;
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float lt = l[mt][r];
-            lt += __shfl_xor_sync(0xffffffffu, lt, 1);
-            lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-            if (qi[mt][r] >= T_) continue;
-            const float inv = 1.0f / lt;
-            hk_bf16 *orow = out + ((size_t)b * T_ + qi[mt][r]) * OW + (size_t)h * DH;
-#pragma unroll
-            for (int k = 0; k < DH / 8; k++)
-                *reinterpret_cast<uint32_t *>(orow + k * 8 + t4 * 2) =
-                    pack_bf16(o[mt][k][2 * r] * inv, o[mt][k][2 * r + 1] * inv);
-            if (t4 == 0) lse[((size_t)b * Hq + h) * T_ + qi[mt][r]] = (m[mt][r] + log2f(lt)) * ATT_LN2;
-        }
+        for (int k = 0; k < DH / 8; k++)
+            *reinterpret_cast<uint32_t *>(orow + k * 8 + t4 * 2) = pack_bf16(o[k][2 * r] * inv, o[k][2 * r + 1] * inv);
+        if (t4 == 0) lse[((size_t)b * Hq + h) * T_ + qi[r]] = (m[r] + log2f(l[r])) * ATT_LN2;
+    }
 }
 
 /* dK, dV for 64 keys of kv head g, summed over the group's query heads. Transposed
@@ -671,14 +620,13 @@ template <typename K> static int tc_prepare(hk_backend *hk, K kernel, size_t sme
                            what);
 }
 
-/* dh 64: 128 queries per block (2 m-tiles per warp); dh 128: 64 (the registers would spill). */
 template <int DH> static void attn_fwd_tc_launch(hk_backend *hk, void *out, void *lse, const void *qkv, hk_attn_dims d) {
-    constexpr int MT = DH == 64 ? 2 : 1;
-    const size_t smem = (MT + 4) * tc_tile_bytes<DH>();
-    if (!tc_prepare(hk, attn_fwd_tc<DH, MT>, smem, "attention_fwd smem")) return;
-    dim3 grid((d.T + TC_TILE * MT - 1) / (TC_TILE * MT), d.Hq, d.B);
-    attn_fwd_tc<DH, MT><<<grid, TC_THREADS, smem, hk_cuda_stream(hk)>>>(
-        (hk_bf16 *)out, (float *)lse, (const hk_bf16 *)qkv, d.T, d.Hq, d.Hkv, d.window, ATT_LOG2E / sqrtf((float)DH));
+    const size_t smem = 5 * tc_tile_bytes<DH>();
+    if (!tc_prepare(hk, attn_fwd_tc<DH>, smem, "attention_fwd smem")) return;
+    dim3 grid((d.T + TC_TILE - 1) / TC_TILE, d.Hq, d.B);
+    attn_fwd_tc<DH><<<grid, TC_THREADS, smem, hk_cuda_stream(hk)>>>((hk_bf16 *)out, (float *)lse, (const hk_bf16 *)qkv,
+                                                                     d.T, d.Hq, d.Hkv, d.window,
+                                                                     ATT_LOG2E / sqrtf((float)DH));
 }
 
 template <int DH>

@@ -45,15 +45,10 @@ static ssd_geom ssd_make(hk_ssd_dims d) {
     return s;
 }
 
-/* exp through double: the build uses --use_fast_math, whose expf rounds x·log2 e first (an error
- * that grows with |x|); the decay gradients (dA_log above all) are sums with heavy cancellation
- * that turn that into 1e-4 relative errors. One double exp per score costs little next to the
- * N + P multiply-adds behind each score. */
-__device__ __forceinline__ float ssd_exp(float x) { return (float)exp((double)x); }
-__device__ __forceinline__ float ssd_softplus(float u) { return u > 0.0f ? u + log1pf(ssd_exp(-u)) : log1pf(ssd_exp(u)); }
+__device__ __forceinline__ float ssd_softplus(float u) { return u > 0.0f ? u + log1pf(expf(-u)) : log1pf(expf(u)); }
 __device__ __forceinline__ float ssd_sigmoid(float u) {
-    if (u >= 0.0f) return 1.0f / (1.0f + ssd_exp(-u));
-    const float e = ssd_exp(u);
+    if (u >= 0.0f) return 1.0f / (1.0f + expf(-u));
+    const float e = expf(u);
     return e / (1.0f + e);
 }
 
@@ -63,28 +58,6 @@ __device__ __forceinline__ void ssd_load(float *s, int lds, const T *g, size_t s
     for (int idx = threadIdx.x; idx < SSD_TILE * cols; idx += blockDim.x) {
         const int r = idx / cols, c = idx % cols;
         s[r * lds + c] = r0 + r < L ? ld(g[(size_t)(r0 + r) * stride + c]) : 0.0f;
-    }
-}
-
-/* 64×64 tile of row dot products, 4×4 per thread (rows ty + 16a, columns tx + 16e with
- * ty = tid / 16, tx = tid % 16): acc[a][e] = Σ_{n<len} A[row]·Bm[col]; 8 shared loads per 16 FMAs. */
-__device__ __forceinline__ void ssd_tile_dots(float acc[4][4], const float *A, int lda, const float *Bm, int ldb,
-                                              int len) {
-    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-#pragma unroll
-    for (int a = 0; a < 4; a++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc[a][e] = 0.0f;
-    for (int n = 0; n < len; n++) {
-        float av[4], bv[4];
-#pragma unroll
-        for (int a = 0; a < 4; a++) av[a] = A[(ty + 16 * a) * lda + n];
-#pragma unroll
-        for (int e = 0; e < 4; e++) bv[e] = Bm[(tx + 16 * e) * ldb + n];
-#pragma unroll
-        for (int a = 0; a < 4; a++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[a][e] += av[a] * bv[e];
     }
 }
 
@@ -109,7 +82,7 @@ __global__ void ssd_decay_kernel(float *delta, float *cum, const T *dt, const fl
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     if (threadIdx.x != 0) return;
     const int t0 = c * s.Q, L = min(s.Q, s.T - t0);
-    const float A = -ssd_exp(A_log[h]), bias = dt_bias[h];
+    const float A = -expf(A_log[h]), bias = dt_bias[h];
     float run = 0.0f;
     const size_t o = ((size_t)b * s.H + h) * s.T + t0;
     for (int i = 0; i < L; i++) {
@@ -147,7 +120,7 @@ __global__ void __launch_bounds__(SSD_THREADS)
         }
         if (threadIdx.x < 32) {
             const int j = j0 + threadIdx.x;
-            ws[threadIdx.x] = j < L ? (BWD ? ssd_exp(cum[ob + j]) : ssd_exp(last - cum[ob + j]) * delta[ob + j]) : 0.0f;
+            ws[threadIdx.x] = j < L ? (BWD ? expf(cum[ob + j]) : expf(last - cum[ob + j]) * delta[ob + j]) : 0.0f;
         }
         __syncthreads();
         for (int r = 0; r < 32; r++) {
@@ -184,7 +157,7 @@ __global__ void ssd_state_pass_kernel(float *dst, const float *local, const floa
         const int t0 = c * s.Q, L = min(s.Q, s.T - t0);
         const size_t off = (((size_t)b * s.nc + c) * s.H + h) * s.PN + e;
         dst[off] = S;
-        S = ssd_exp(cum[((size_t)b * s.H + h) * s.T + t0 + L - 1]) * S + local[off];
+        S = expf(cum[((size_t)b * s.H + h) * s.T + t0 + L - 1]) * S + local[off];
     }
 }
 
@@ -224,18 +197,12 @@ __global__ void __launch_bounds__(SSD_THREADS)
             dl_j[threadIdx.x] = j < L ? delta[ob + j] : 0.0f;
         }
         __syncthreads();
-        {
-            float cb[4][4];
-            ssd_tile_dots(cb, Cs, ldn, Bs, ldn, s.N);
-            const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+        float cb[16];
+        ssd_dot16(cb, Cs + r * ldn, Bs, ldn, sub, s.N);
 #pragma unroll
-            for (int a = 0; a < 4; a++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int rr = ty + 16 * a, jj = tx + 16 * e, i = i0 + rr, j = j0 + jj;
-                    Sc[rr * ldt + jj] =
-                        j <= i && j < L && i < L ? cb[a][e] * ssd_exp(cum_i[rr] - cum_j[jj]) * dl_j[jj] : 0.0f;
-                }
+        for (int k = 0; k < SSD_TILE / 4; k++) {
+            const int jj = sub + 4 * k, i = i0 + r, j = j0 + jj;
+            Sc[r * ldt + jj] = j <= i && j < L && i < L ? cb[k] * expf(cum_i[r] - cum_j[jj]) * dl_j[jj] : 0.0f;
         }
         __syncthreads();
         for (int jj = 0; jj < SSD_TILE; jj++) {
@@ -267,7 +234,7 @@ __global__ void __launch_bounds__(SSD_THREADS)
     }
     const int i = i0 + r;
     if (i >= L) return;
-    const float ei = ssd_exp(cum_i[r]), Dh = Dskip[h];
+    const float ei = expf(cum_i[r]), Dh = Dskip[h];
     const T *xi = rows + (size_t)i * s.W + (size_t)h * s.P;
     T *yi = y + ((size_t)b * s.T + t0 + i) * s.HP + (size_t)h * s.P;
 #pragma unroll
@@ -283,33 +250,32 @@ static size_t ssd_cols_smem(const ssd_geom &s) {
     return sizeof(float) * ((size_t)SSD_TILE * (3 * (s.N + 1) + 2 * (s.P + 1) + 3 * (SSD_TILE + 1)) + 4 * SSD_TILE);
 }
 
-/* Score tiles for rows ii (of Ci/dYi) and columns jj (of Bj/Xj), 4×4 per thread:
+/* Score tiles for rows ii (of Ci/dYi) and columns jj (of Bj/Xj), thread (r, jj = sub + 4k):
  * E = e^{cum_i − cum_j} on the visible triangle; M = CB E Δ_j; dscore = dM E Δ_j; G = dM CB E. */
 __device__ __forceinline__ void ssd_tiles(float *Mt, float *dSt, float *Gt, const float *Ci, const float *Bj,
                                           const float *dYi, const float *Xj, const float *cum_i, const float *cum_j,
-                                          const float *dl_j, int i0, int j0, int L, const ssd_geom &s) {
+                                          const float *dl_j, int i0, int j0, int L, const ssd_geom &s, float *rowG) {
     const int ldn = s.N + 1, ldp = s.P + 1, ldt = SSD_TILE + 1;
-    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-    float cbv[4][4], dmv[4][4];
-    ssd_tile_dots(cbv, Ci, ldn, Bj, ldn, s.N);
-    ssd_tile_dots(dmv, dYi, ldp, Xj, ldp, s.P);
+    const int r = threadIdx.x / 4, sub = threadIdx.x % 4;
+    float cbv[16], dmv[16];
+    ssd_dot16(cbv, Ci + r * ldn, Bj, ldn, sub, s.N);
+    ssd_dot16(dmv, dYi + r * ldp, Xj, ldp, sub, s.P);
 #pragma unroll
-    for (int a = 0; a < 4; a++)
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const int r = ty + 16 * a, jj = tx + 16 * k, i = i0 + r, j = j0 + jj;
-            float m = 0.0f, ds = 0.0f, gg = 0.0f;
-            if (j <= i && i < L) {
-                const float cb = cbv[a][k], dm = dmv[a][k];
-                const float e = ssd_exp(cum_i[r] - cum_j[jj]);
-                m = cb * e * dl_j[jj];
-                ds = dm * e * dl_j[jj];
-                gg = dm * cb * e;
-            }
-            if (Mt) Mt[r * ldt + jj] = m;
-            dSt[r * ldt + jj] = ds;
-            Gt[r * ldt + jj] = gg;
+    for (int k = 0; k < SSD_TILE / 4; k++) {
+        const int jj = sub + 4 * k, i = i0 + r, j = j0 + jj;
+        float m = 0.0f, ds = 0.0f, gg = 0.0f;
+        if (j <= i && i < L) {
+            const float cb = cbv[k], dm = dmv[k];
+            const float e = expf(cum_i[r] - cum_j[jj]);
+            m = cb * e * dl_j[jj];
+            ds = dm * e * dl_j[jj];
+            gg = dm * cb * e;
+            *rowG += gg * dl_j[jj];
         }
+        if (Mt) Mt[r * ldt + jj] = m;
+        dSt[r * ldt + jj] = ds;
+        if (Gt) Gt[r * ldt + jj] = gg;
+    }
 }
 
 template <typename T>
@@ -344,14 +310,14 @@ __global__ void __launch_bounds__(SSD_THREADS)
         float accX[SSD_MAXP / 4];
 #pragma unroll
         for (int k = 0; k < SSD_MAXP / 4; k++) accX[k] = 0.0f;
-        float colG = 0.0f;
+        float colG = 0.0f, unused = 0.0f;
         for (int i0 = j0; i0 < L; i0 += SSD_TILE) {
             __syncthreads();
             ssd_load(Cs, ldn, rows + s.HP + (size_t)(s.G + g) * s.N, s.W, i0, L, s.N);
             ssd_load(dYs, ldp, dy + ((size_t)b * s.T + t0) * s.HP + (size_t)h * s.P, s.HP, i0, L, s.P);
             if (threadIdx.x < SSD_TILE) cum_i[threadIdx.x] = i0 + threadIdx.x < L ? cum[ob + i0 + threadIdx.x] : 0.0f;
             __syncthreads();
-            ssd_tiles(Mt, dSt, Gt, Cs, Bs, dYs, Xs, cum_i, cum_j, dl_j, i0, j0, L, s);
+            ssd_tiles(Mt, dSt, Gt, Cs, Bs, dYs, Xs, cum_i, cum_j, dl_j, i0, j0, L, s, &unused);
             __syncthreads();
             /* thread row r is now the column j: dX_j += Σ_i M_ij dY_i; dB_j += Σ_i dscore_ij C_i; colsum_j */
             for (int ii = 0; ii < SSD_TILE; ii++) {
@@ -378,7 +344,7 @@ __global__ void __launch_bounds__(SSD_THREADS)
         }
         /* chunk-state path: U_j = dS B_j (p), dX_j += w_j U_j, dw_j = x_j·U_j, dB_j += w_j Σ_p x_j[p] dS[p] */
         const float *dS = dSout + (((size_t)b * s.nc + c) * s.H + h) * s.PN;
-        const float wj = j < L ? ssd_exp(last - cum_j[r]) * dl_j[r] : 0.0f;
+        const float wj = j < L ? expf(last - cum_j[r]) * dl_j[r] : 0.0f;
         float dw = 0.0f;
         for (int p0 = 0; p0 < s.P; p0 += SSD_TILE) {
             __syncthreads();
@@ -427,7 +393,7 @@ __global__ void __launch_bounds__(SSD_THREADS)
                 if (p < s.P) dxj[p] = st<T>(accX[k] + Dh * ld(dyj[p]));
             }
             if (sub == 0) {
-                const float e = ssd_exp(last - cum_j[r]), w = e * dl_j[r];
+                const float e = expf(last - cum_j[r]), w = e * dl_j[r];
                 ddelta[ob + j] = dw * e + colG;
                 dcum_j[ob + j] = -dw * w - colG * dl_j[r];
                 rlast[ob + j] = dw * w;
@@ -444,7 +410,7 @@ __global__ void __launch_bounds__(SSD_THREADS)
 /* ---- backward: the i side (rows of the score tile) ---------------------------------------- */
 
 static size_t ssd_rows_smem(const ssd_geom &s) {
-    return sizeof(float) * ((size_t)SSD_TILE * (3 * (s.N + 1) + 2 * (s.P + 1) + 2 * (SSD_TILE + 1)) + 3 * SSD_TILE);
+    return sizeof(float) * ((size_t)SSD_TILE * (3 * (s.N + 1) + 2 * (s.P + 1) + (SSD_TILE + 1)) + 3 * SSD_TILE);
 }
 
 template <typename T>
@@ -455,7 +421,7 @@ __global__ void __launch_bounds__(SSD_THREADS)
     const int ldn = s.N + 1, ldp = s.P + 1, ldt = SSD_TILE + 1;
     float *Cs = sm, *Bs = Cs + SSD_TILE * ldn, *dCacc = Bs + SSD_TILE * ldn, *Sp = Bs; /* Bs is free after the j loop */
     float *Xs = dCacc + SSD_TILE * ldn, *dYs = Xs + SSD_TILE * ldp, *dSt = dYs + SSD_TILE * ldp;
-    float *Gt = dSt + SSD_TILE * ldt, *cum_i = Gt + SSD_TILE * ldt, *cum_j = cum_i + SSD_TILE, *dl_j = cum_j + SSD_TILE;
+    float *cum_i = dSt + SSD_TILE * ldt, *cum_j = cum_i + SSD_TILE, *dl_j = cum_j + SSD_TILE;
     const int itiles = (s.Q + SSD_TILE - 1) / SSD_TILE;
     const int c = blockIdx.x / itiles, it = blockIdx.x % itiles, g = blockIdx.y, b = blockIdx.z;
     const int t0 = c * s.Q, L = min(s.Q, s.T - t0), i0 = it * SSD_TILE;
@@ -480,9 +446,8 @@ __global__ void __launch_bounds__(SSD_THREADS)
                 dl_j[threadIdx.x] = jj < L ? delta[ob + jj] : 0.0f;
             }
             __syncthreads();
-            ssd_tiles(NULL, dSt, Gt, Cs, Bs, dYs, Xs, cum_i, cum_j, dl_j, i0, j0, L, s);
+            ssd_tiles(NULL, dSt, NULL, Cs, Bs, dYs, Xs, cum_i, cum_j, dl_j, i0, j0, L, s, &rowG);
             __syncthreads();
-            for (int jj = sub; jj < SSD_TILE; jj += 4) rowG += Gt[r * ldt + jj] * dl_j[jj];
             for (int nb = 0; nb < s.N; nb += 128) {
                 float acc[32];
 #pragma unroll
@@ -500,7 +465,7 @@ __global__ void __launch_bounds__(SSD_THREADS)
         }
         /* inter-chunk: Qm_i = dY_i S_in (n); dC_i += e_i Qm_i; dcum_i += e_i C_i·Qm_i */
         const float *S = states + (((size_t)b * s.nc + c) * s.H + h) * s.PN;
-        const float ei = i < L ? ssd_exp(cum_i[r]) : 0.0f;
+        const float ei = i < L ? expf(cum_i[r]) : 0.0f;
         float dc = 0.0f;
         for (int p0 = 0; p0 < s.P; p0 += SSD_TILE) {
             __syncthreads();
@@ -567,8 +532,8 @@ __global__ void ssd_bwd_final_kernel(T *ddt, float *partial, const float *dSout,
     for (size_t e = threadIdx.x; e < s.PN; e += blockDim.x) v += dSout[so + e] * states[so + e];
     v = block_sum(v);
     if (threadIdx.x != 0) return;
-    const float A = -ssd_exp(A_log[h]), bias = dt_bias[h];
-    float extra = ssd_exp(cum[ob + L - 1]) * v;
+    const float A = -expf(A_log[h]), bias = dt_bias[h];
+    float extra = expf(cum[ob + L - 1]) * v;
     for (int j = 0; j < L; j++) extra += rlast[ob + j];
     float da = 0.0f, dA = 0.0f, dbias = 0.0f, dD = 0.0f;
     for (int i = L - 1; i >= 0; i--) {
