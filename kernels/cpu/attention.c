@@ -36,6 +36,15 @@
 #endif
 
 #define ATTN_QTILE 64 /* query rows per tile: diagonal-tile waste vs GEMM size */
+/* Below this much work (B·Hq·T·keys·dh) a call runs on the calling thread: a team fork
+ * costs more than such a problem, and far more on a loaded machine. */
+#define ATTN_PAR_MIN (1 << 10)
+
+/* multiply-accumulates of one score product over all heads: the size that pays for a team */
+static double attn_work(hk_attn_dims d) {
+    const double keys = d.window > 0 && d.window < d.T ? d.window : 0.5 * (d.T + 1);
+    return (double)d.B * d.Hq * d.T * keys * d.dh;
+}
 
 static int attn_dims_ok(hk_backend *hk, const char *op, hk_attn_dims d) {
     if (d.B <= 0 || d.T <= 0 || d.Hq <= 0 || d.Hkv <= 0 || d.dh <= 0 || d.window < 0 || d.Hq % d.Hkv) {
@@ -65,7 +74,7 @@ void CPU_FN(attention_fwd)(hk_backend *hk, void *out_, void *lse_, const void *q
     const int W = (d.Hq + 2 * d.Hkv) * dh, OW = d.Hq * dh;
     const real scale = (real)(1.0 / sqrt((double)dh));
     int failed = 0;
-#pragma omp parallel reduction(| : failed) if (d.B * d.Hq > 1)
+#pragma omp parallel reduction(| : failed) if (d.B * d.Hq > 1 && attn_work(d) >= ATTN_PAR_MIN)
     {
     real *S = malloc((size_t)ATTN_QTILE * KR * sizeof(real)); /* per thread */
     failed = !S;
@@ -117,7 +126,7 @@ void CPU_FN(attention_bwd)(hk_backend *hk, void *dqkv_, const void *dout_, const
     const int W = (d.Hq + 2 * d.Hkv) * dh, OW = d.Hq * dh;
     const real scale = (real)(1.0 / sqrt((double)dh));
     int failed = 0;
-#pragma omp parallel reduction(| : failed) if (d.B * d.Hkv > 1)
+#pragma omp parallel reduction(| : failed) if (d.B * d.Hkv > 1 && attn_work(d) >= ATTN_PAR_MIN)
     {
     /* per thread */
     real *P = malloc((size_t)ATTN_QTILE * KR * sizeof(real)), *dP = malloc((size_t)ATTN_QTILE * KR * sizeof(real));

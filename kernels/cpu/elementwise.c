@@ -12,6 +12,10 @@
 
 /* Below this many elements a loop runs on one thread. */
 #define EW_PAR_MIN 32768
+/* The same for pure streaming ops (add, axpby: one flop per 8-12 bytes moved): a second
+ * thread gains little on memory bandwidth, while a team fork on a loaded machine can wait
+ * a scheduler slice for a descheduled thread. A residual add of 8 x 256 x 256 stays single. */
+#define EW_STREAM_PAR_MIN (1u << 21)
 
 #ifdef HK_CPU_F64
 #define EXP_R exp
@@ -54,7 +58,7 @@ void CPU_FN(add)(hk_backend *hk, void *out, const void *a, const void *b, size_t
     (void)hk;
     real *o = out;
     const real *x = a, *y = b;
-    #pragma omp parallel for if (n >= EW_PAR_MIN)
+    #pragma omp parallel for if (n >= EW_STREAM_PAR_MIN)
     for (size_t i = 0; i < n; i++) o[i] = x[i] + y[i];
 }
 
@@ -64,10 +68,10 @@ void CPU_FN(axpby)(hk_backend *hk, void *out, float alpha, const void *a, float 
     const real *x = a, *y = b;
     const real al = (real)alpha, be = (real)beta;
     if (y == NULL) {
-        #pragma omp parallel for if (n >= EW_PAR_MIN)
+        #pragma omp parallel for if (n >= EW_STREAM_PAR_MIN)
         for (size_t i = 0; i < n; i++) o[i] = al * x[i];
     } else {
-        #pragma omp parallel for if (n >= EW_PAR_MIN)
+        #pragma omp parallel for if (n >= EW_STREAM_PAR_MIN)
         for (size_t i = 0; i < n; i++) o[i] = al * x[i] + be * y[i];
     }
 }

@@ -52,6 +52,10 @@
 
 #include "kernels/cpu/cpu.h"
 
+/* Below this much work (B·T·H·P·N, the state updates) a call runs on the calling thread:
+ * a team fork costs more than such a problem, and far more on a loaded machine. */
+#define SSD_PAR_MIN (1 << 15)
+
 #ifdef HK_CPU_F64
 #define SSD_GEMM cblas_dgemm
 #else
@@ -120,7 +124,7 @@ void CPU_FN(ssd_fwd)(hk_backend *hk, void *y_, void *states_, const void *xbc_, 
     const size_t W = ssd_width(d), HP = (size_t)H * P, PN = (size_t)P * N, QQ = (size_t)QL * QL;
     const size_t scratch_elems = 3 * (size_t)QL + 2 * QQ + H * PN + (size_t)QL * N + (size_t)QL * P;
     int failed = 0;
-#pragma omp parallel reduction(| : failed) if (B > 1)
+#pragma omp parallel reduction(| : failed) if (B > 1 && (double)B * T * H * P * N >= SSD_PAR_MIN)
     {
     real *scratch = malloc(sizeof(real) * scratch_elems); /* per thread */
     failed = !scratch;
@@ -194,7 +198,7 @@ void CPU_FN(ssd_bwd)(hk_backend *hk, void *dxbc_, void *ddt_, void *ddt_bias_, v
     /* per batch row and head: ddt_bias, dA, dDskip partials, reduced in row order at the end */
     real *par_all = malloc(sizeof(real) * 3 * (size_t)H * B);
     int failed = !par_all;
-#pragma omp parallel reduction(| : failed) if (B > 1)
+#pragma omp parallel reduction(| : failed) if (B > 1 && (double)B * T * H * P * N >= SSD_PAR_MIN)
     {
     real *scratch = par_all ? malloc(sizeof(real) * scratch_elems) : NULL; /* per thread */
     failed = !scratch;

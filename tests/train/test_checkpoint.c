@@ -242,6 +242,23 @@ static void test_loop(void) {
     rc = run(&wild, NULL, &r6, &res, &err);
     CHECK(rc == HLAB_EDIVERGED && strstr(err.msg, "diverged at step"), "divergence: rc %d: %s", rc, err.msg);
 
+    /* gradient accumulation: two micro-batches per step still learn */
+    hlab_train_config accum = tc;
+    accum.grad_accum = 2;
+    recorder r7 = {0};
+    rc = run(&accum, NULL, &r7, &res, &err);
+    CHECK(rc == HLAB_OK && res.steps_done == 8 && r7.loss[8] < r7.loss[1], "grad_accum 2: rc %d, loss %g -> %g: %s",
+          rc, r7.loss[1], r7.loss[8], err.msg);
+
+    /* a validation split shorter than one window is refused before training */
+    hlab_model_config c3;
+    hlab_data_config dc3;
+    setup_run(&c3, &tc, &dc3);
+    dc3.val_fraction = 0.001f;
+    rc = hlab_train_run(&c3, &tc, &dc3, hk, NULL, NULL, NULL, &res, &err);
+    CHECK(rc == HLAB_EINVAL && strstr(err.msg, "validation split has") && res.steps_done == 0, "short val split: %s",
+          err.msg);
+
     /* a missing data file is one clear line */
     hlab_model_config c2;
     hlab_data_config dc2;
