@@ -38,7 +38,7 @@
 #define ATTN_QTILE 64 /* query rows per tile: diagonal-tile waste vs GEMM size */
 /* Below this much work (B·Hq·T·keys·dh) a call runs on the calling thread: a team fork
  * costs more than such a problem, and far more on a loaded machine. */
-#define ATTN_PAR_MIN (1 << 10)
+#define ATTN_PAR_MIN (1 << 15)
 
 /* multiply-accumulates of one score product over all heads: the size that pays for a team */
 static double attn_work(hk_attn_dims d) {
@@ -76,45 +76,46 @@ void CPU_FN(attention_fwd)(hk_backend *hk, void *out_, void *lse_, const void *q
     int failed = 0;
 #pragma omp parallel reduction(| : failed) if (d.B * d.Hq > 1 && attn_work(d) >= ATTN_PAR_MIN)
     {
-    real *S = malloc((size_t)ATTN_QTILE * KR * sizeof(real)); /* per thread */
-    failed = !S;
+        real *S = malloc((size_t)ATTN_QTILE * KR * sizeof(real)); /* per thread */
+        failed = !S;
 #pragma omp for collapse(2) schedule(static)
-    for (int b = 0; b < d.B; b++)
-        for (int h = 0; h < d.Hq; h++) {
-            if (!S) continue;
-            const int g = h / group;
-            const real *base = qkv + (size_t)b * T * W;
-            for (int i0 = 0; i0 < T; i0 += ATTN_QTILE) {
-                const int i1 = i0 + ATTN_QTILE < T ? i0 + ATTN_QTILE : T, qn = i1 - i0;
-                const int j0 = first_key(i0, d.window), kn = i1 - j0;
-                const real *Q = base + (size_t)i0 * W + (size_t)h * dh;
-                const real *K = base + (size_t)j0 * W + (size_t)(d.Hq + g) * dh;
-                const real *V = base + (size_t)j0 * W + (size_t)(d.Hq + d.Hkv + g) * dh;
-                GEMM_R(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, dh, scale, Q, W, K, W, 0, S, kn);
-                real *L = lse + ((size_t)b * d.Hq + h) * T;
-                for (int r = 0; r < qn; r++) {
-                    const int i = i0 + r, lo = first_key(i, d.window) - j0, hi = i - j0; /* visible: lo..hi */
-                    real *s = S + (size_t)r * kn;
-                    real mx = s[lo];
-                    for (int c = lo + 1; c <= hi; c++) mx = s[c] > mx ? s[c] : mx;
-                    real sum = 0;
-                    for (int c = lo; c <= hi; c++) {
-                        s[c] = exp(s[c] - mx);
-                        sum += s[c];
+        for (int b = 0; b < d.B; b++)
+            for (int h = 0; h < d.Hq; h++) {
+                if (!S) continue;
+                const int g = h / group;
+                const real *base = qkv + (size_t)b * T * W;
+                for (int i0 = 0; i0 < T; i0 += ATTN_QTILE) {
+                    const int i1 = i0 + ATTN_QTILE < T ? i0 + ATTN_QTILE : T, qn = i1 - i0;
+                    const int j0 = first_key(i0, d.window), kn = i1 - j0;
+                    const real *Q = base + (size_t)i0 * W + (size_t)h * dh;
+                    const real *K = base + (size_t)j0 * W + (size_t)(d.Hq + g) * dh;
+                    const real *V = base + (size_t)j0 * W + (size_t)(d.Hq + d.Hkv + g) * dh;
+                    GEMM_R(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, dh, scale, Q, W, K, W, 0, S, kn);
+                    real *L = lse + ((size_t)b * d.Hq + h) * T;
+                    for (int r = 0; r < qn; r++) {
+                        const int i = i0 + r, lo = first_key(i, d.window) - j0, hi = i - j0; /* visible: lo..hi */
+                        real *s = S + (size_t)r * kn;
+                        real mx = s[lo];
+                        for (int c = lo + 1; c <= hi; c++) mx = s[c] > mx ? s[c] : mx;
+                        real sum = 0;
+                        for (int c = lo; c <= hi; c++) {
+                            s[c] = exp(s[c] - mx);
+                            sum += s[c];
+                        }
+                        for (int c = 0; c < lo; c++) s[c] = 0;
+                        for (int c = hi + 1; c < kn; c++) s[c] = 0;
+                        const real inv = 1 / sum;
+                        for (int c = lo; c <= hi; c++) s[c] *= inv;
+                        L[i] = mx + log(sum);
                     }
-                    for (int c = 0; c < lo; c++) s[c] = 0;
-                    for (int c = hi + 1; c < kn; c++) s[c] = 0;
-                    const real inv = 1 / sum;
-                    for (int c = lo; c <= hi; c++) s[c] *= inv;
-                    L[i] = mx + log(sum);
+                    real *O = out + ((size_t)b * T + i0) * OW + (size_t)h * dh;
+                    GEMM_R(CblasRowMajor, CblasNoTrans, CblasNoTrans, qn, dh, kn, 1, S, kn, V, W, 0, O, OW);
                 }
-                real *O = out + ((size_t)b * T + i0) * OW + (size_t)h * dh;
-                GEMM_R(CblasRowMajor, CblasNoTrans, CblasNoTrans, qn, dh, kn, 1, S, kn, V, W, 0, O, OW);
             }
-        }
-    free(S);
+        free(S);
     }
-    if (failed) CPU_FN(fail)(hk, HLAB_ENOMEM, "attention_fwd: out of host memory for a %d x %d score tile", ATTN_QTILE, KR);
+    if (failed)
+        CPU_FN(fail)(hk, HLAB_ENOMEM, "attention_fwd: out of host memory for a %d x %d score tile", ATTN_QTILE, KR);
 }
 
 void CPU_FN(attention_bwd)(hk_backend *hk, void *dqkv_, const void *dout_, const void *out_, const void *lse_,
@@ -128,55 +129,56 @@ void CPU_FN(attention_bwd)(hk_backend *hk, void *dqkv_, const void *dout_, const
     int failed = 0;
 #pragma omp parallel reduction(| : failed) if (d.B * d.Hkv > 1 && attn_work(d) >= ATTN_PAR_MIN)
     {
-    /* per thread */
-    real *P = malloc((size_t)ATTN_QTILE * KR * sizeof(real)), *dP = malloc((size_t)ATTN_QTILE * KR * sizeof(real));
-    failed = !P || !dP;
+        /* per thread */
+        real *P = malloc((size_t)ATTN_QTILE * KR * sizeof(real)), *dP = malloc((size_t)ATTN_QTILE * KR * sizeof(real));
+        failed = !P || !dP;
 #pragma omp for collapse(2) schedule(static)
-    for (int b = 0; b < d.B; b++)
-        for (int g = 0; g < d.Hkv; g++) {
-            if (!P || !dP) continue;
-            const real *base = qkv + (size_t)b * T * W;
-            real *dbase = dqkv + (size_t)b * T * W;
-            const size_t koff = (size_t)(d.Hq + g) * dh, voff = (size_t)(d.Hq + d.Hkv + g) * dh;
-            for (int j = 0; j < T; j++) {
-                memset(dbase + (size_t)j * W + koff, 0, (size_t)dh * sizeof(real));
-                memset(dbase + (size_t)j * W + voff, 0, (size_t)dh * sizeof(real));
-            }
-            for (int h = g * group; h < (g + 1) * group; h++) {
-                const real *L = lse + ((size_t)b * d.Hq + h) * T;
-                for (int i0 = 0; i0 < T; i0 += ATTN_QTILE) {
-                    const int i1 = i0 + ATTN_QTILE < T ? i0 + ATTN_QTILE : T, qn = i1 - i0;
-                    const int j0 = first_key(i0, d.window), kn = i1 - j0;
-                    const real *Q = base + (size_t)i0 * W + (size_t)h * dh;
-                    const real *K = base + (size_t)j0 * W + koff, *V = base + (size_t)j0 * W + voff;
-                    const real *dO = dout + ((size_t)b * T + i0) * OW + (size_t)h * dh;
-                    const real *O = out + ((size_t)b * T + i0) * OW + (size_t)h * dh;
-                    GEMM_R(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, dh, scale, Q, W, K, W, 0, P, kn);
-                    GEMM_R(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, dh, 1, dO, OW, V, W, 0, dP, kn);
-                    for (int r = 0; r < qn; r++) {
-                        const int i = i0 + r, lo = first_key(i, d.window) - j0, hi = i - j0;
-                        const real *o = O + (size_t)r * OW, *go = dO + (size_t)r * OW;
-                        real D = 0;
-                        for (int c = 0; c < dh; c++) D += go[c] * o[c];
-                        real *p = P + (size_t)r * kn, *dp = dP + (size_t)r * kn; /* dp becomes dS */
-                        for (int c = lo; c <= hi; c++) {
-                            p[c] = exp(p[c] - L[i]);
-                            dp[c] = scale * p[c] * (dp[c] - D);
+        for (int b = 0; b < d.B; b++)
+            for (int g = 0; g < d.Hkv; g++) {
+                if (!P || !dP) continue;
+                const real *base = qkv + (size_t)b * T * W;
+                real *dbase = dqkv + (size_t)b * T * W;
+                const size_t koff = (size_t)(d.Hq + g) * dh, voff = (size_t)(d.Hq + d.Hkv + g) * dh;
+                for (int j = 0; j < T; j++) {
+                    memset(dbase + (size_t)j * W + koff, 0, (size_t)dh * sizeof(real));
+                    memset(dbase + (size_t)j * W + voff, 0, (size_t)dh * sizeof(real));
+                }
+                for (int h = g * group; h < (g + 1) * group; h++) {
+                    const real *L = lse + ((size_t)b * d.Hq + h) * T;
+                    for (int i0 = 0; i0 < T; i0 += ATTN_QTILE) {
+                        const int i1 = i0 + ATTN_QTILE < T ? i0 + ATTN_QTILE : T, qn = i1 - i0;
+                        const int j0 = first_key(i0, d.window), kn = i1 - j0;
+                        const real *Q = base + (size_t)i0 * W + (size_t)h * dh;
+                        const real *K = base + (size_t)j0 * W + koff, *V = base + (size_t)j0 * W + voff;
+                        const real *dO = dout + ((size_t)b * T + i0) * OW + (size_t)h * dh;
+                        const real *O = out + ((size_t)b * T + i0) * OW + (size_t)h * dh;
+                        GEMM_R(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, dh, scale, Q, W, K, W, 0, P, kn);
+                        GEMM_R(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, dh, 1, dO, OW, V, W, 0, dP, kn);
+                        for (int r = 0; r < qn; r++) {
+                            const int i = i0 + r, lo = first_key(i, d.window) - j0, hi = i - j0;
+                            const real *o = O + (size_t)r * OW, *go = dO + (size_t)r * OW;
+                            real D = 0;
+                            for (int c = 0; c < dh; c++) D += go[c] * o[c];
+                            real *p = P + (size_t)r * kn, *dp = dP + (size_t)r * kn; /* dp becomes dS */
+                            for (int c = lo; c <= hi; c++) {
+                                p[c] = exp(p[c] - L[i]);
+                                dp[c] = scale * p[c] * (dp[c] - D);
+                            }
+                            for (int c = 0; c < lo; c++) p[c] = dp[c] = 0;
+                            for (int c = hi + 1; c < kn; c++) p[c] = dp[c] = 0;
                         }
-                        for (int c = 0; c < lo; c++) p[c] = dp[c] = 0;
-                        for (int c = hi + 1; c < kn; c++) p[c] = dp[c] = 0;
+                        GEMM_R(CblasRowMajor, CblasNoTrans, CblasNoTrans, qn, dh, kn, 1, dP, kn, K, W, 0,
+                               dbase + (size_t)i0 * W + (size_t)h * dh, W);
+                        GEMM_R(CblasRowMajor, CblasTrans, CblasNoTrans, kn, dh, qn, 1, dP, kn, Q, W, 1,
+                               dbase + (size_t)j0 * W + koff, W);
+                        GEMM_R(CblasRowMajor, CblasTrans, CblasNoTrans, kn, dh, qn, 1, P, kn, dO, OW, 1,
+                               dbase + (size_t)j0 * W + voff, W);
                     }
-                    GEMM_R(CblasRowMajor, CblasNoTrans, CblasNoTrans, qn, dh, kn, 1, dP, kn, K, W, 0,
-                           dbase + (size_t)i0 * W + (size_t)h * dh, W);
-                    GEMM_R(CblasRowMajor, CblasTrans, CblasNoTrans, kn, dh, qn, 1, dP, kn, Q, W, 1,
-                           dbase + (size_t)j0 * W + koff, W);
-                    GEMM_R(CblasRowMajor, CblasTrans, CblasNoTrans, kn, dh, qn, 1, P, kn, dO, OW, 1,
-                           dbase + (size_t)j0 * W + voff, W);
                 }
             }
-        }
-    free(P);
-    free(dP);
+        free(P);
+        free(dP);
     }
-    if (failed) CPU_FN(fail)(hk, HLAB_ENOMEM, "attention_bwd: out of host memory for two %d x %d tiles", ATTN_QTILE, KR);
+    if (failed)
+        CPU_FN(fail)(hk, HLAB_ENOMEM, "attention_bwd: out of host memory for two %d x %d tiles", ATTN_QTILE, KR);
 }

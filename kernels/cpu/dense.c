@@ -24,6 +24,10 @@
 #define COL_STRIPE 64  /* columns per task in column-parallel parameter-grad sums */
 #define ROW_BLOCK 64   /* rows per partial in row-block parameter-grad sums */
 #define PAR_MIN 16384  /* below this many elements a loop runs on one thread */
+/* RMSNorm streams its rows once or twice for a few flops per element: below this many
+ * elements (~1-2 ms on one core) a team fork costs more than it saves on a loaded machine,
+ * where a join can wait a scheduler slice (measured ~7 ms per fork at load 6 on 2 cores). */
+#define NORM_PAR_MIN (1 << 20)
 
 /* names: what a, b, c are, e.g. "N, C, OC" (pass 1 for an unused slot). */
 static int dims_positive(hk_backend *hk, const char *op, const char *names, int a, int b, int c) {
@@ -113,7 +117,7 @@ void CPU_FN(rmsnorm_fwd)(hk_backend *hk, void *out_, void *rstd_, const void *in
     if (!dims_positive(hk, "rmsnorm_fwd", "N, C, -", N, C, 1)) return;
     real *out = out_, *rstd = rstd_;
     const real *inp = inp_, *w = w_;
-    #pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
+    #pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = inp + (size_t)n * C;
         real *y = out + (size_t)n * C;
@@ -133,7 +137,7 @@ void CPU_FN(rmsnorm_bwd)(hk_backend *hk, void *dinp_, void *dw_, const void *dou
     real *dinp = dinp_, *dw = dw_;
     const real *dout = dout_, *inp = inp_, *w = w_, *rstd = rstd_;
     if (dinp) {
-        #pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
+        #pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
         for (int n = 0; n < N; n++) {
             const real *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
             real *dx = dinp + (size_t)n * C;
@@ -149,7 +153,7 @@ void CPU_FN(rmsnorm_bwd)(hk_backend *hk, void *dinp_, void *dw_, const void *dou
     }
     if (dw) {
         const int stripes = (C + COL_STRIPE - 1) / COL_STRIPE;
-        #pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
+        #pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
         for (int s = 0; s < stripes; s++) {
             const int c0 = s * COL_STRIPE, c1 = c0 + COL_STRIPE < C ? c0 + COL_STRIPE : C;
             for (int n = 0; n < N; n++) {

@@ -24,7 +24,8 @@
  * of a loaded machine: measured 10-40x slower end to end). Every row's arithmetic
  * is the same whatever the thread count, and the per-row parameter-grad partials are
  * reduced in row order, so results are bit-identical for any thread count.
- * The sequential reference runs OpenMP over (batch, head) in fwd, over batch in bwd.
+ * The sequential reference runs OpenMP over (batch, head) in fwd, over batch in bwd
+ * (both only from SSD_PAR_MIN of work, like the chunked form).
  *
  * FLOPs per token of the chunked algorithm (2 per multiply-accumulate), T a multiple
  * of Q. The GEMMs compute full Q×Q score blocks (the upper triangle is zeros):
@@ -126,57 +127,60 @@ void CPU_FN(ssd_fwd)(hk_backend *hk, void *y_, void *states_, const void *xbc_, 
     int failed = 0;
 #pragma omp parallel reduction(| : failed) if (B > 1 && (double)B * T * H * P * N >= SSD_PAR_MIN)
     {
-    real *scratch = malloc(sizeof(real) * scratch_elems); /* per thread */
-    failed = !scratch;
-    real *uraw = scratch, *delta = uraw + QL, *cum = delta + QL, *CB = cum + QL, *M = CB + QQ;
-    real *S_all = M + QQ, *Ce = S_all + H * PN, *Xw = Ce + (size_t)QL * N; /* S_all: every head's state */
+        real *scratch = malloc(sizeof(real) * scratch_elems); /* per thread */
+        failed = !scratch;
+        real *uraw = scratch, *delta = uraw + QL, *cum = delta + QL, *CB = cum + QL, *M = CB + QQ;
+        real *S_all = M + QQ, *Ce = S_all + H * PN, *Xw = Ce + (size_t)QL * N; /* S_all: every head's state */
 
 #pragma omp for schedule(static)
-    for (int b = 0; b < B; b++) {
-        if (!scratch) continue;
-        memset(S_all, 0, sizeof(real) * H * PN);
-        for (int c = 0; c < nchunks; c++) {
-            const int t0 = c * Q, L = T - t0 < Q ? T - t0 : Q;
-            const real *rows = xbc + ((size_t)b * T + t0) * W; /* chunk row i at rows + i*W */
-            for (int g = 0; g < G; g++) {
-                const real *Bm = rows + ssd_boff(d, g), *Cm = rows + ssd_coff(d, g);
-                /* C Bᵀ is the same for every head of the group */
-                SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, N, 1, Cm, (int)W, Bm, (int)W, 0, CB, QL);
-                for (int h = g * heads_per_group; h < (g + 1) * heads_per_group; h++) {
-                    const real A = -exp(A_log[h]);
-                    const real *X = rows + (size_t)h * P;
-                    real *Y = y + ((size_t)b * T + t0) * HP + (size_t)h * P, *S = S_all + h * PN;
-                    memcpy(states + (((size_t)b * nchunks + c) * H + h) * PN, S, sizeof(real) * PN);
-                    ssd_chunk_decay(dt + ((size_t)b * T + t0) * H + h, (size_t)H, dt_bias[h], A, L, uraw, delta, cum);
+        for (int b = 0; b < B; b++) {
+            if (!scratch) continue;
+            memset(S_all, 0, sizeof(real) * H * PN);
+            for (int c = 0; c < nchunks; c++) {
+                const int t0 = c * Q, L = T - t0 < Q ? T - t0 : Q;
+                const real *rows = xbc + ((size_t)b * T + t0) * W; /* chunk row i at rows + i*W */
+                for (int g = 0; g < G; g++) {
+                    const real *Bm = rows + ssd_boff(d, g), *Cm = rows + ssd_coff(d, g);
+                    /* C Bᵀ is the same for every head of the group */
+                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, N, 1, Cm, (int)W, Bm, (int)W, 0, CB, QL);
+                    for (int h = g * heads_per_group; h < (g + 1) * heads_per_group; h++) {
+                        const real A = -exp(A_log[h]);
+                        const real *X = rows + (size_t)h * P;
+                        real *Y = y + ((size_t)b * T + t0) * HP + (size_t)h * P, *S = S_all + h * PN;
+                        memcpy(states + (((size_t)b * nchunks + c) * H + h) * PN, S, sizeof(real) * PN);
+                        ssd_chunk_decay(dt + ((size_t)b * T + t0) * H + h, (size_t)H, dt_bias[h], A, L, uraw,
+                                delta, cum);
 
-                    /* scores M = (C Bᵀ) ∘ [e^{cum_i − cum_j} Δ_j for j ≤ i, exactly 0 above] */
-                    for (int i = 0; i < L; i++) {
-                        const real *CBi = CB + (size_t)i * QL;
-                        real *Mi = M + (size_t)i * QL;
-                        for (int j = 0; j <= i; j++) Mi[j] = CBi[j] * exp(cum[i] - cum[j]) * delta[j];
-                        for (int j = i + 1; j < L; j++) Mi[j] = 0;
-                    }
-                    /* Y = M X + diag(e^{cum}) C S_inᵀ + D X */
-                    for (int i = 0; i < L; i++) {
-                        const real ei = exp(cum[i]);
-                        for (int n = 0; n < N; n++) Ce[(size_t)i * N + n] = ei * Cm[(size_t)i * W + n];
-                    }
-                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, P, L, 1, M, QL, X, (int)W, 0, Y, (int)HP);
-                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, N, 1, Ce, N, S, N, 1, Y, (int)HP);
-                    for (int i = 0; i < L; i++) ssd_axpy(Y + i * HP, Dskip[h], X + i * W, P);
+                        /* scores M = (C Bᵀ) ∘ [e^{cum_i − cum_j} Δ_j for j ≤ i, exactly 0 above] */
+                        for (int i = 0; i < L; i++) {
+                            const real *CBi = CB + (size_t)i * QL;
+                            real *Mi = M + (size_t)i * QL;
+                            for (int j = 0; j <= i; j++) Mi[j] = CBi[j] * exp(cum[i] - cum[j]) * delta[j];
+                            for (int j = i + 1; j < L; j++) Mi[j] = 0;
+                        }
+                        /* Y = M X + diag(e^{cum}) C S_inᵀ + D X */
+                        for (int i = 0; i < L; i++) {
+                            const real ei = exp(cum[i]);
+                            for (int n = 0; n < N; n++) Ce[(size_t)i * N + n] = ei * Cm[(size_t)i * W + n];
+                        }
+                        SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, P, L, 1, M, QL, X, (int)W, 0,
+                                Y, (int)HP);
+                        SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, N, 1, Ce, N, S, N, 1, Y, (int)HP);
+                        for (int i = 0; i < L; i++) ssd_axpy(Y + i * HP, Dskip[h], X + i * W, P);
 
-                    /* S_out = e^{cum_last} S_in + (diag(w) X)ᵀ B, w_j = e^{cum_last − cum_j} Δ_j */
-                    const real last = cum[L - 1];
-                    for (int j = 0; j < L; j++) {
-                        const real w = exp(last - cum[j]) * delta[j];
-                        for (int p = 0; p < P; p++) Xw[(size_t)j * P + p] = w * X[(size_t)j * W + p];
+                        /* S_out = e^{cum_last} S_in + (diag(w) X)ᵀ B, w_j = e^{cum_last − cum_j} Δ_j */
+                        const real last = cum[L - 1];
+                        for (int j = 0; j < L; j++) {
+                            const real w = exp(last - cum[j]) * delta[j];
+                            for (int p = 0; p < P; p++) Xw[(size_t)j * P + p] = w * X[(size_t)j * W + p];
+                        }
+                        SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, P, N, L, 1, Xw, P, Bm, (int)W,
+                                exp(last), S, N);
                     }
-                    SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, P, N, L, 1, Xw, P, Bm, (int)W, exp(last), S, N);
                 }
             }
         }
-    }
-    free(scratch);
+        free(scratch);
     }
     if (failed) CPU_FN(fail)(hk, HLAB_ENOMEM, "ssd_fwd: out of host memory for the chunk scratch (chunk=%d)", Q);
 }
@@ -200,121 +204,126 @@ void CPU_FN(ssd_bwd)(hk_backend *hk, void *dxbc_, void *ddt_, void *ddt_bias_, v
     int failed = !par_all;
 #pragma omp parallel reduction(| : failed) if (B > 1 && (double)B * T * H * P * N >= SSD_PAR_MIN)
     {
-    real *scratch = par_all ? malloc(sizeof(real) * scratch_elems) : NULL; /* per thread */
-    failed = !scratch;
-    real *uraw = scratch, *delta = uraw + QL, *cum = delta + QL, *dcum = cum + QL, *ddelta = dcum + QL;
-    real *colsum = ddelta + QL, *CB = colsum + QL, *M = CB + QQ, *dscore = M + QQ;
-    real *dS_all = dscore + QQ, *dS_in = dS_all + H * PN; /* dS_all: every head's dS_out */
-    real *Qm = dS_in + PN, *U = Qm + (size_t)QL * N, *Xw = U + (size_t)QL * P, *dYe = Xw + (size_t)QL * P;
+        real *scratch = par_all ? malloc(sizeof(real) * scratch_elems) : NULL; /* per thread */
+        failed = !scratch;
+        real *uraw = scratch, *delta = uraw + QL, *cum = delta + QL, *dcum = cum + QL, *ddelta = dcum + QL;
+        real *colsum = ddelta + QL, *CB = colsum + QL, *M = CB + QQ, *dscore = M + QQ;
+        real *dS_all = dscore + QQ, *dS_in = dS_all + H * PN; /* dS_all: every head's dS_out */
+        real *Qm = dS_in + PN, *U = Qm + (size_t)QL * N, *Xw = U + (size_t)QL * P, *dYe = Xw + (size_t)QL * P;
 
 #pragma omp for schedule(static)
-    for (int b = 0; b < B; b++) {
-        if (!scratch) continue;
-        real *par = par_all + 3 * (size_t)H * b;
-        /* dB, dC are summed over the heads of a group: start them at zero */
-        for (size_t r = (size_t)b * T; r < (size_t)(b + 1) * T; r++) memset(dxbc + r * W + HP, 0, sizeof(real) * 2 * G * N);
-        memset(dS_all, 0, sizeof(real) * H * PN); /* dS_out of the last chunk */
-        memset(par, 0, sizeof(real) * 3 * H);
-        for (int c = nchunks - 1; c >= 0; c--) {
-            const int t0 = c * Q, L = T - t0 < Q ? T - t0 : Q;
-            const real *rows = xbc + ((size_t)b * T + t0) * W;
-            real *drows = dxbc + ((size_t)b * T + t0) * W;
-            for (int g = 0; g < G; g++) {
-                const real *Bm = rows + ssd_boff(d, g), *Cm = rows + ssd_coff(d, g);
-                real *dB = drows + ssd_boff(d, g), *dC = drows + ssd_coff(d, g);
-                /* C Bᵀ and d(C Bᵀ) = dscore are shared by the heads of the group */
-                SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, N, 1, Cm, (int)W, Bm, (int)W, 0, CB, QL);
-                for (int i = 0; i < L; i++) memset(dscore + (size_t)i * QL, 0, sizeof(real) * L);
-                for (int h = g * heads_per_group; h < (g + 1) * heads_per_group; h++) {
-                    const real A = -exp(A_log[h]), Dh = Dskip[h];
-                    const real *X = rows + (size_t)h * P, *dY = dy + ((size_t)b * T + t0) * HP + (size_t)h * P;
-                    const real *S_in = states + (((size_t)b * nchunks + c) * H + h) * PN;
-                    real *dX = drows + (size_t)h * P, *dS = dS_all + h * PN;
-                    ssd_chunk_decay(dt + ((size_t)b * T + t0) * H + h, (size_t)H, dt_bias[h], A, L, uraw, delta, cum);
-                    memset(dcum, 0, sizeof(real) * L);
-                    memset(ddelta, 0, sizeof(real) * L);
-                    const real last = cum[L - 1], eL = exp(last);
+        for (int b = 0; b < B; b++) {
+            if (!scratch) continue;
+            real *par = par_all + 3 * (size_t)H * b;
+            /* dB, dC are summed over the heads of a group: start them at zero */
+            for (size_t r = (size_t)b * T; r < (size_t)(b + 1) * T; r++)
+                memset(dxbc + r * W + HP, 0, sizeof(real) * 2 * G * N);
+            memset(dS_all, 0, sizeof(real) * H * PN); /* dS_out of the last chunk */
+            memset(par, 0, sizeof(real) * 3 * H);
+            for (int c = nchunks - 1; c >= 0; c--) {
+                const int t0 = c * Q, L = T - t0 < Q ? T - t0 : Q;
+                const real *rows = xbc + ((size_t)b * T + t0) * W;
+                real *drows = dxbc + ((size_t)b * T + t0) * W;
+                for (int g = 0; g < G; g++) {
+                    const real *Bm = rows + ssd_boff(d, g), *Cm = rows + ssd_coff(d, g);
+                    real *dB = drows + ssd_boff(d, g), *dC = drows + ssd_coff(d, g);
+                    /* C Bᵀ and d(C Bᵀ) = dscore are shared by the heads of the group */
+                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, N, 1, Cm, (int)W, Bm, (int)W, 0, CB, QL);
+                    for (int i = 0; i < L; i++) memset(dscore + (size_t)i * QL, 0, sizeof(real) * L);
+                    for (int h = g * heads_per_group; h < (g + 1) * heads_per_group; h++) {
+                        const real A = -exp(A_log[h]), Dh = Dskip[h];
+                        const real *X = rows + (size_t)h * P, *dY = dy + ((size_t)b * T + t0) * HP + (size_t)h * P;
+                        const real *S_in = states + (((size_t)b * nchunks + c) * H + h) * PN;
+                        real *dX = drows + (size_t)h * P, *dS = dS_all + h * PN;
+                        ssd_chunk_decay(dt + ((size_t)b * T + t0) * H + h, (size_t)H, dt_bias[h], A, L, uraw,
+                                delta, cum);
+                        memset(dcum, 0, sizeof(real) * L);
+                        memset(ddelta, 0, sizeof(real) * L);
+                        const real last = cum[L - 1], eL = exp(last);
 
-                    /* D skip: dX = D dY (the first write of dX for this chunk) */
-                    for (int i = 0; i < L; i++) {
-                        const real *dyi = dY + i * HP;
-                        real *dxi = dX + i * W;
-                        for (int p = 0; p < P; p++) dxi[p] = Dh * dyi[p];
-                        par[3 * h + 2] += ssd_dot(dyi, X + i * W, P);
-                    }
-
-                    /* inter-chunk output Y += diag(e^{cum}) C S_inᵀ:
-                     *   Qm = dY S_in; dC_i += e_i Qm_i; dcum_i += e_i C_i·Qm_i;
-                     *   dS_in = e^{cum_last} dS + (diag(e) dY)ᵀ C */
-                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, N, P, 1, dY, (int)HP, S_in, N, 0, Qm, N);
-                    for (int i = 0; i < L; i++) {
-                        const real ei = exp(cum[i]), *qi = Qm + (size_t)i * N;
-                        ssd_axpy(dC + i * W, ei, qi, N);
-                        dcum[i] += ei * ssd_dot(Cm + i * W, qi, N);
-                        for (int p = 0; p < P; p++) dYe[(size_t)i * P + p] = ei * dY[i * HP + p];
-                    }
-                    memcpy(dS_in, dS, sizeof(real) * PN);
-                    SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, P, N, L, 1, dYe, P, Cm, (int)W, eL, dS_in, N);
-
-                    /* chunk state S_out = e^{cum_last} S_in + (diag(w) X)ᵀ B:
-                     *   U = B dSᵀ; dX_j += w_j U_j; dw_j = x_j·U_j; dB += diag(w) X dS */
-                    dcum[L - 1] += eL * ssd_dot(dS, S_in, (int)PN);
-                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, N, 1, Bm, (int)W, dS, N, 0, U, P);
-                    for (int j = 0; j < L; j++) {
-                        const real ej = exp(last - cum[j]), w = ej * delta[j], *uj = U + (size_t)j * P;
-                        ssd_axpy(dX + j * W, w, uj, P);
-                        const real dw = ssd_dot(X + j * W, uj, P), r = dw * w;
-                        ddelta[j] += dw * ej;
-                        dcum[L - 1] += r;
-                        dcum[j] -= r;
-                        for (int p = 0; p < P; p++) Xw[(size_t)j * P + p] = w * X[(size_t)j * W + p];
-                    }
-                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, N, P, 1, Xw, P, dS, N, 1, dB, (int)W);
-
-                    /* intra-chunk Y += M X, M_ij = CB_ij E_ij Δ_j (j ≤ i), E_ij = e^{cum_i − cum_j}:
-                     *   dM = dY Xᵀ (into M, then overwritten by M itself); G_ij = dM_ij CB_ij E_ij (= ∂L/∂Δ_j
-                     *   through M_ij); dscore += dM ∘ E Δ (= ∂L/∂CB, summed over the group's heads);
-                     *   dcum_i += Σ_j G_ij Δ_j, dcum_j −= Σ_i G_ij Δ_j; dX += Mᵀ dY */
-                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, P, 1, dY, (int)HP, X, (int)W, 0, M, QL);
-                    memset(colsum, 0, sizeof(real) * L);
-                    for (int i = 0; i < L; i++) {
-                        const real *CBi = CB + (size_t)i * QL;
-                        real *Mi = M + (size_t)i * QL, *Di = dscore + (size_t)i * QL;
-                        real rowsum = 0;
-                        for (int j = 0; j <= i; j++) {
-                            const real e = exp(cum[i] - cum[j]), dm = Mi[j], gij = dm * CBi[j] * e;
-                            colsum[j] += gij;
-                            rowsum += gij * delta[j];
-                            Mi[j] = CBi[j] * e * delta[j];
-                            Di[j] += dm * e * delta[j];
+                        /* D skip: dX = D dY (the first write of dX for this chunk) */
+                        for (int i = 0; i < L; i++) {
+                            const real *dyi = dY + i * HP;
+                            real *dxi = dX + i * W;
+                            for (int p = 0; p < P; p++) dxi[p] = Dh * dyi[p];
+                            par[3 * h + 2] += ssd_dot(dyi, X + i * W, P);
                         }
-                        for (int j = i + 1; j < L; j++) Mi[j] = 0;
-                        dcum[i] += rowsum;
-                    }
-                    for (int j = 0; j < L; j++) {
-                        ddelta[j] += colsum[j];
-                        dcum[j] -= colsum[j] * delta[j];
-                    }
-                    SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, L, P, L, 1, M, QL, dY, (int)HP, 1, dX, (int)W);
 
-                    /* cum_i = Σ_{s≤i} Δ_s A  →  da_s = Σ_{i≥s} dcum_i; then softplus back to raw dt */
-                    real da = 0;
-                    for (int i = L - 1; i >= 0; i--) {
-                        da += dcum[i];
-                        par[3 * h + 1] += da * delta[i];
-                        const real du = (ddelta[i] + da * A) * ssd_sigmoid(uraw[i]);
-                        ddt[((size_t)b * T + t0 + i) * H + h] = du;
-                        par[3 * h] += du;
+                        /* inter-chunk output Y += diag(e^{cum}) C S_inᵀ:
+                         *   Qm = dY S_in; dC_i += e_i Qm_i; dcum_i += e_i C_i·Qm_i;
+                         *   dS_in = e^{cum_last} dS + (diag(e) dY)ᵀ C */
+                        SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, N, P, 1, dY, (int)HP, S_in, N, 0, Qm, N);
+                        for (int i = 0; i < L; i++) {
+                            const real ei = exp(cum[i]), *qi = Qm + (size_t)i * N;
+                            ssd_axpy(dC + i * W, ei, qi, N);
+                            dcum[i] += ei * ssd_dot(Cm + i * W, qi, N);
+                            for (int p = 0; p < P; p++) dYe[(size_t)i * P + p] = ei * dY[i * HP + p];
+                        }
+                        memcpy(dS_in, dS, sizeof(real) * PN);
+                        SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, P, N, L, 1, dYe, P, Cm, (int)W, eL, dS_in, N);
+
+                        /* chunk state S_out = e^{cum_last} S_in + (diag(w) X)ᵀ B:
+                         *   U = B dSᵀ; dX_j += w_j U_j; dw_j = x_j·U_j; dB += diag(w) X dS */
+                        dcum[L - 1] += eL * ssd_dot(dS, S_in, (int)PN);
+                        SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, P, N, 1, Bm, (int)W, dS, N, 0, U, P);
+                        for (int j = 0; j < L; j++) {
+                            const real ej = exp(last - cum[j]), w = ej * delta[j], *uj = U + (size_t)j * P;
+                            ssd_axpy(dX + j * W, w, uj, P);
+                            const real dw = ssd_dot(X + j * W, uj, P), r = dw * w;
+                            ddelta[j] += dw * ej;
+                            dcum[L - 1] += r;
+                            dcum[j] -= r;
+                            for (int p = 0; p < P; p++) Xw[(size_t)j * P + p] = w * X[(size_t)j * W + p];
+                        }
+                        SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, N, P, 1, Xw, P, dS, N, 1, dB, (int)W);
+
+                        /* intra-chunk Y += M X, M_ij = CB_ij E_ij Δ_j (j ≤ i), E_ij = e^{cum_i − cum_j}:
+                         *   dM = dY Xᵀ (into M, then overwritten by M itself); G_ij = dM_ij CB_ij E_ij (= ∂L/∂Δ_j
+                         *   through M_ij); dscore += dM ∘ E Δ (= ∂L/∂CB, summed over the group's heads);
+                         *   dcum_i += Σ_j G_ij Δ_j, dcum_j −= Σ_i G_ij Δ_j; dX += Mᵀ dY */
+                        SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, P, 1, dY, (int)HP, X, (int)W, 0, M, QL);
+                        memset(colsum, 0, sizeof(real) * L);
+                        for (int i = 0; i < L; i++) {
+                            const real *CBi = CB + (size_t)i * QL;
+                            real *Mi = M + (size_t)i * QL, *Di = dscore + (size_t)i * QL;
+                            real rowsum = 0;
+                            for (int j = 0; j <= i; j++) {
+                                const real e = exp(cum[i] - cum[j]), dm = Mi[j], gij = dm * CBi[j] * e;
+                                colsum[j] += gij;
+                                rowsum += gij * delta[j];
+                                Mi[j] = CBi[j] * e * delta[j];
+                                Di[j] += dm * e * delta[j];
+                            }
+                            for (int j = i + 1; j < L; j++) Mi[j] = 0;
+                            dcum[i] += rowsum;
+                        }
+                        for (int j = 0; j < L; j++) {
+                            ddelta[j] += colsum[j];
+                            dcum[j] -= colsum[j] * delta[j];
+                        }
+                        SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, L, P, L, 1, M, QL, dY, (int)HP, 1,
+                                dX, (int)W);
+
+                        /* cum_i = Σ_{s≤i} Δ_s A  →  da_s = Σ_{i≥s} dcum_i; then softplus back to raw dt */
+                        real da = 0;
+                        for (int i = L - 1; i >= 0; i--) {
+                            da += dcum[i];
+                            par[3 * h + 1] += da * delta[i];
+                            const real du = (ddelta[i] + da * A) * ssd_sigmoid(uraw[i]);
+                            ddt[((size_t)b * T + t0 + i) * H + h] = du;
+                            par[3 * h] += du;
+                        }
+                        memcpy(dS, dS_in, sizeof(real) * PN); /* dS_in of this chunk is dS_out of the previous one */
                     }
-                    memcpy(dS, dS_in, sizeof(real) * PN); /* dS_in of this chunk is dS_out of the previous one */
+                    /* through C Bᵀ: dC += dscore B, dB += dscoreᵀ C, once for the whole group */
+                    SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, N, L, 1, dscore, QL, Bm, (int)W,
+                            1, dC, (int)W);
+                    SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, L, N, L, 1, dscore, QL, Cm, (int)W, 1,
+                            dB, (int)W);
                 }
-                /* through C Bᵀ: dC += dscore B, dB += dscoreᵀ C, once for the whole group */
-                SSD_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, N, L, 1, dscore, QL, Bm, (int)W, 1, dC, (int)W);
-                SSD_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, L, N, L, 1, dscore, QL, Cm, (int)W, 1, dB, (int)W);
             }
         }
-    }
-    free(scratch);
+        free(scratch);
     }
     if (failed) {
         free(par_all);
@@ -344,7 +353,8 @@ void CPU_FN(ssd_sequential_fwd)(hk_backend *hk, void *y_, void *states, const vo
     const size_t W = ssd_width(d), PN = (size_t)P * N;
     int failed = 0;
 
-#pragma omp parallel for collapse(2) schedule(dynamic) reduction(| : failed)
+#pragma omp parallel for collapse(2) schedule(dynamic) reduction(| : failed) \
+    if ((double)B * T * H * P * N >= SSD_PAR_MIN)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
             real *S = calloc(PN, sizeof(real));
@@ -386,7 +396,7 @@ void CPU_FN(ssd_sequential_bwd)(hk_backend *hk, void *dxbc_, void *ddt_, void *d
     real *par_part = calloc((size_t)B * H * 3, sizeof(real));
     int failed = !par_part;
 
-#pragma omp parallel for schedule(dynamic) reduction(| : failed)
+#pragma omp parallel for schedule(dynamic) reduction(| : failed) if ((double)B * T * H * P * N >= SSD_PAR_MIN)
     for (int b = 0; b < B; b++) {
         if (!par_part) continue;
         real *Sall = malloc(sizeof(real) * ((size_t)(T + 1) * PN + PN + 2 * (size_t)T));

@@ -361,10 +361,13 @@ static void fill_table(hk_backend *hk) {
     HK_SET(rmsnorm_fwd); HK_SET(rmsnorm_bwd); HK_SET(layernorm_fwd); HK_SET(layernorm_bwd);
     HK_SET(qknorm_fwd); HK_SET(qknorm_bwd); HK_SET(rope_fwd); HK_SET(rope_bwd);
     HK_SET(attention_fwd); HK_SET(attention_bwd); HK_SET(conv1d_silu_fwd); HK_SET(conv1d_silu_bwd);
-    HK_SET(ssd_fwd); HK_SET(ssd_bwd); HK_SET(gated_rmsnorm_fwd); HK_SET(gated_rmsnorm_bwd);
+    HK_SET(gated_rmsnorm_fwd); HK_SET(gated_rmsnorm_bwd);
     HK_SET(swiglu_fwd); HK_SET(swiglu_bwd); HK_SET(moe_cache_bytes); HK_SET(moe_fwd); HK_SET(moe_bwd);
     HK_SET(add); HK_SET(axpby); HK_SET(concat_fwd); HK_SET(concat_bwd); HK_SET(gate_fwd); HK_SET(gate_bwd);
     HK_SET(xent_fwd); HK_SET(xent_bwd); HK_SET(sumsq); HK_SET(adamw);
+    /* SSD: the tensor-core path where it applies, else the SIMT kernels (ssd_fast.cu). */
+    hk->ssd_fwd = hk_cuda_ssd_dispatch_fwd;
+    hk->ssd_bwd = hk_cuda_ssd_dispatch_bwd;
 #undef HK_SET
 }
 

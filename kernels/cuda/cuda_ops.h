@@ -72,8 +72,8 @@ int hk_cuda_sm_count(hk_backend *hk);
 void hk_cuda_fail(hk_backend *hk, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* The SSD scan with the chunk products on tensor cores (ssd_fast.cu; bf16 mode, P = 64,
- * N = 64 or 128; the fp32 mode calls hk_cuda_ssd_fwd/bwd). Same signatures as those; not
- * in the vtable yet. C linkage so that C tests can call them; the stream accessor lets a
+ * N = 64 or 128; the fp32 mode calls hk_cuda_ssd_fwd/bwd). Same signatures as those;
+ * the vtable reaches them through hk_cuda_ssd_dispatch_fwd/bwd below. C linkage so that C tests can call them; the stream accessor lets a
  * test time them with CUDA events. */
 #ifdef __cplusplus
 extern "C" {
@@ -84,6 +84,18 @@ void hk_cuda_ssd_fast_bwd(hk_backend *hk, void *dxbc, void *ddt, void *ddt_bias,
                           const void *dy, const void *states, const void *xbc, const void *dt, const void *dt_bias,
                           const void *A_log, const void *Dskip, hk_ssd_dims d);
 cudaStream_t hk_cuda_ssd_fast_stream(hk_backend *hk);
+void hk_cuda_ssd_simt_fwd(hk_backend *hk, void *y, void *states, const void *xbc, const void *dt,
+                          const void *dt_bias, const void *A_log, const void *Dskip, hk_ssd_dims d);
+void hk_cuda_ssd_simt_bwd(hk_backend *hk, void *dxbc, void *ddt, void *ddt_bias, void *dA_log, void *dDskip,
+                          const void *dy, const void *states, const void *xbc, const void *dt, const void *dt_bias,
+                          const void *A_log, const void *Dskip, hk_ssd_dims d);
+/* What the backend table holds for ssd_fwd / ssd_bwd: the fast path where it
+ * applies, the SIMT kernels of ssd.cu otherwise. */
+void hk_cuda_ssd_dispatch_fwd(hk_backend *hk, void *y, void *states, const void *xbc, const void *dt,
+                              const void *dt_bias, const void *A_log, const void *Dskip, hk_ssd_dims d);
+void hk_cuda_ssd_dispatch_bwd(hk_backend *hk, void *dxbc, void *ddt, void *ddt_bias, void *dA_log, void *dDskip,
+                              const void *dy, const void *states, const void *xbc, const void *dt, const void *dt_bias,
+                              const void *A_log, const void *Dskip, hk_ssd_dims d);
 #ifdef __cplusplus
 }
 #endif

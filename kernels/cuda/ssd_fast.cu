@@ -584,7 +584,9 @@ __global__ void __launch_bounds__(SF_THREADS)
     }
 }
 
-/* ---- backward: per (chunk, h, b) the decay chain rule → ddt and parameter partials ----------- */
+/* ---- backward: per (chunk, h, b) the decay chain rule → ddt and parameter partials -----------
+ * The block sums ⟨dS_out, S_in⟩; then warp 0 walks the chunk from its end in 32-row pieces:
+ * da_i = Σ_{k≥i} dcum_k by a warp scan (lane 0 holds the highest row), carried between pieces. */
 
 __global__ void sf_bwd_final_kernel(hk_bf16 *ddt, float *partial, const float *dSout, const float *states,
                                     const float *ddelta, const float *dcum_j, const float *dcum_i, const float *rlast,
@@ -596,23 +598,37 @@ __global__ void sf_bwd_final_kernel(hk_bf16 *ddt, float *partial, const float *d
     float v = 0.0f;
     for (size_t e = threadIdx.x; e < s.PN; e += blockDim.x) v += dSout[so + e] * states[so + e];
     v = block_sum(v);
-    if (threadIdx.x != 0) return;
+    if (threadIdx.x >= 32) return;
+    const int lane = threadIdx.x;
     const float A = -expf(A_log[h]), bias = dt_bias[h];
-    float extra = expf(cum[ob + L - 1]) * v;
-    for (int j = 0; j < L; j++) extra += rlast[ob + j];
-    float da = 0.0f, dA = 0.0f, dbias = 0.0f, dD = 0.0f;
-    for (int i = L - 1; i >= 0; i--) {
-        const float dcum = dcum_j[ob + i] + dcum_i[ob + i] + (i == L - 1 ? extra : 0.0f);
-        da += dcum;
-        dA += da * delta[ob + i];
-        const size_t n = ((size_t)b * s.T + t0 + i) * s.H + h;
-        const float du = (ddelta[ob + i] + da * A) * sf_sigmoid(ld(dt[n]) + bias);
-        ddt[n] = st<hk_bf16>(du);
-        dbias += du;
-        dD += dDrow[ob + i];
+    float rs = 0.0f;
+    for (int j = lane; j < L; j += 32) rs += rlast[ob + j];
+    const float extra = expf(cum[ob + L - 1]) * v + warp_sum(rs);
+    float carry = 0.0f, dA = 0.0f, dbias = 0.0f, dD = 0.0f;
+    for (int top = L - 1; top >= 0; top -= 32) {
+        const int i = top - lane;
+        float da = i >= 0 ? dcum_j[ob + i] + dcum_i[ob + i] + (i == L - 1 ? extra : 0.0f) : 0.0f;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const float u = __shfl_up_sync(0xffffffffu, da, off);
+            if (lane >= off) da += u;
+        }
+        da += carry;
+        carry = __shfl_sync(0xffffffffu, da, 31);
+        if (i >= 0) {
+            dA += da * delta[ob + i];
+            const size_t n = ((size_t)b * s.T + t0 + i) * s.H + h;
+            const float du = (ddelta[ob + i] + da * A) * sf_sigmoid(ld(dt[n]) + bias);
+            ddt[n] = st<hk_bf16>(du);
+            dbias += du;
+            dD += dDrow[ob + i];
+        }
     }
-    float *pp = partial + (((size_t)h * s.B + b) * s.nc + c) * 3;
-    pp[0] = dbias, pp[1] = dA * A, pp[2] = dD;
+    dA = warp_sum(dA), dbias = warp_sum(dbias), dD = warp_sum(dD);
+    if (lane == 0) {
+        float *pp = partial + (((size_t)h * s.B + b) * s.nc + c) * 3;
+        pp[0] = dbias, pp[1] = dA * A, pp[2] = dD;
+    }
 }
 
 __global__ void sf_param_sum_kernel(float *ddt_bias, float *dA_log, float *dDskip, const float *partial, int H,
@@ -658,7 +674,8 @@ template <typename K> static int sf_smem_attr(hk_backend *hk, K kernel, size_t s
 template <int N>
 static void sf_fwd(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf16 *xbc, const hk_bf16 *dt,
                    const float *dt_bias, const float *A_log, const float *Dskip, const sf_geom &s) {
-    const size_t bht = (size_t)s.B * s.H * s.T, nst = (size_t)s.B * s.nc * s.H * s.PN;
+    /* bht rounded up to 4 floats: the state buffers after it are read as float4 */
+    const size_t bht = ((size_t)s.B * s.H * s.T + 3) & ~(size_t)3, nst = (size_t)s.B * s.nc * s.H * s.PN;
     float *scr = (float *)hk_cuda_scratch(hk, sizeof(float) * (2 * bht + nst));
     if (!scr) return;
     float *delta = scr, *cum = delta + bht, *local = cum + bht;
@@ -681,7 +698,8 @@ template <int N>
 static void sf_bwd(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bias, float *dA_log, float *dDskip,
                    const hk_bf16 *dy, const float *states, const hk_bf16 *xbc, const hk_bf16 *dt, const float *dt_bias,
                    const float *A_log, const float *Dskip, const sf_geom &s) {
-    const size_t bht = (size_t)s.B * s.H * s.T, nst = (size_t)s.B * s.nc * s.H * s.PN;
+    /* bht rounded up to 4 floats: the state buffers after it are read as float4 */
+    const size_t bht = ((size_t)s.B * s.H * s.T + 3) & ~(size_t)3, nst = (size_t)s.B * s.nc * s.H * s.PN;
     const size_t npart = (size_t)s.H * s.B * s.nc * 3;
     float *scr = (float *)hk_cuda_scratch(hk, sizeof(float) * (7 * bht + 2 * nst + npart));
     if (!scr) return;
@@ -745,6 +763,44 @@ extern "C" void hk_cuda_ssd_fast_bwd(hk_backend *hk, void *dxbc, void *ddt, void
         sf_bwd<128>(hk, (hk_bf16 *)dxbc, (hk_bf16 *)ddt, (float *)ddt_bias, (float *)dA_log, (float *)dDskip,
                     (const hk_bf16 *)dy, (const float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,
                     (const float *)dt_bias, (const float *)A_log, (const float *)Dskip, s);
+}
+
+/* The backend's ssd_fwd / ssd_bwd: the tensor-core path where it applies (bf16
+ * mode, P = 64, N = 64 or 128, 16-byte aligned buffers), else the SIMT kernels
+ * of ssd.cu, which handle every shape and the fp32 parity mode. */
+static int sf_applies(hk_backend *hk, hk_ssd_dims d, const void *p0, const void *p1, const void *p2, const void *p3) {
+    const uintptr_t bits = (uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2 | (uintptr_t)p3;
+    return hk->act == HK_BF16 && d.P == SF_P && (d.N == 64 || d.N == 128) && (bits & 15) == 0 && d.B > 0 &&
+           d.T > 0 && d.H > 0 && d.G > 0 && d.chunk > 0 && d.H % d.G == 0 && d.B <= 65535 && d.H <= 65535;
+}
+
+extern "C" void hk_cuda_ssd_dispatch_fwd(hk_backend *hk, void *y, void *states, const void *xbc, const void *dt,
+                                         const void *dt_bias, const void *A_log, const void *Dskip, hk_ssd_dims d) {
+    if (sf_applies(hk, d, y, states, xbc, xbc))
+        hk_cuda_ssd_fast_fwd(hk, y, states, xbc, dt, dt_bias, A_log, Dskip, d);
+    else
+        hk_cuda_ssd_fwd(hk, y, states, xbc, dt, dt_bias, A_log, Dskip, d);
+}
+
+extern "C" void hk_cuda_ssd_dispatch_bwd(hk_backend *hk, void *dxbc, void *ddt, void *ddt_bias, void *dA_log,
+                                         void *dDskip, const void *dy, const void *states, const void *xbc,
+                                         const void *dt, const void *dt_bias, const void *A_log, const void *Dskip,
+                                         hk_ssd_dims d) {
+    if (sf_applies(hk, d, dxbc, dy, xbc, states))
+        hk_cuda_ssd_fast_bwd(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, d);
+    else
+        hk_cuda_ssd_bwd(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, d);
+}
+
+/* The SIMT kernels under C linkage, so the C test can time them beside the fast path. */
+extern "C" void hk_cuda_ssd_simt_fwd(hk_backend *hk, void *y, void *states, const void *xbc, const void *dt,
+                                     const void *dt_bias, const void *A_log, const void *Dskip, hk_ssd_dims d) {
+    hk_cuda_ssd_fwd(hk, y, states, xbc, dt, dt_bias, A_log, Dskip, d);
+}
+extern "C" void hk_cuda_ssd_simt_bwd(hk_backend *hk, void *dxbc, void *ddt, void *ddt_bias, void *dA_log,
+                                     void *dDskip, const void *dy, const void *states, const void *xbc, const void *dt,
+                                     const void *dt_bias, const void *A_log, const void *Dskip, hk_ssd_dims d) {
+    hk_cuda_ssd_bwd(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, d);
 }
 
 extern "C" cudaStream_t hk_cuda_ssd_fast_stream(hk_backend *hk) { return hk_cuda_stream(hk); }

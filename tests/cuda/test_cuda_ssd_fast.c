@@ -7,7 +7,8 @@
  * dt_bias ~ U(−0.5, 0.5), A_log ~ U(−1, 1), D ~ U(−1, 1); bf16-representable on both sides),
  * outputs NaN-poisoned, parameter grads pre-filled with random values (+= checked).
  * Shapes: T a multiple of the chunk and not (T = 300, chunk 64), chunk shorter and longer
- * than the 64-row tile, G = 1 and 2, N = 64 and 128, P = 64, B = 2, H = 4; an unsupported
+ * than the 64-row tile, G = 1 and 2, N = 64 and 128, P = 64, B = 2, H = 4 (and one B·H·T not a
+ * multiple of 4, which offsets the kernels' float4 scratch); an unsupported
  * P must record HLAB_EUNSUPPORTED.
  *
  * Bench (HLAB_CUDA_BENCH=1): B 4, T 8192, H 24, P 64, N 128, G 1, chunk 256 (the M config):
@@ -109,20 +110,21 @@ static void *bench_rand(hk_backend *hk, hlab_rng *rng, size_t n, hk_dtype t, dou
     return d;
 }
 
-/* which: 0 fast fwd, 1 SIMT fwd, 2 fast bwd, 3 SIMT bwd; k picks the output set */
+/* which: 0 fast fwd, 1 SIMT fwd, 2 fast bwd, 3 SIMT bwd (the SIMT kernels are the backend's vtable
+ * kernels of ssd.cu, reached through hk_cuda_ssd_simt_fwd/bwd); k picks the output set */
 static void bench_op(bench_ctx *c, int which) {
     hk_backend *hk = c->hk;
     const int k = which & 1;
     if (which == 0)
         hk_cuda_ssd_fast_fwd(hk, c->y[0], c->states[0], c->xbc, c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
     else if (which == 1)
-        hk_cuda_ssd_fwd(hk, c->y[1], c->states[1], c->xbc, c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
+        hk_cuda_ssd_simt_fwd(hk, c->y[1], c->states[1], c->xbc, c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
     else if (which == 2)
         hk_cuda_ssd_fast_bwd(hk, c->dxbc[k], c->ddt[k], c->ddt_bias, c->dA_log, c->dDskip, c->dy, c->states[1], c->xbc,
                              c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
     else
-        hk_cuda_ssd_bwd(hk, c->dxbc[k], c->ddt[k], c->ddt_bias, c->dA_log, c->dDskip, c->dy, c->states[1], c->xbc,
-                        c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
+        hk_cuda_ssd_simt_bwd(hk, c->dxbc[k], c->ddt[k], c->ddt_bias, c->dA_log, c->dDskip, c->dy, c->states[1],
+                             c->xbc, c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -251,6 +253,7 @@ int main(void) {
     t_fast(x, (hk_ssd_dims){2, 300, 4, 64, 1, 128, 256}); /* several row tiles per chunk, T < 2 chunks */
     t_fast(x, (hk_ssd_dims){2, 520, 4, 64, 2, 64, 128});  /* 2 tiles per chunk, ragged last chunk */
     t_fast(x, (hk_ssd_dims){2, 100, 4, 64, 2, 128, 48});  /* chunk shorter than the tile */
+    t_fast(x, (hk_ssd_dims){1, 301, 2, 64, 1, 64, 64});   /* B·H·T not a multiple of 4 (scratch alignment) */
     t_fast_unsupported(x);
     par_close(x);
     const char *b = getenv("HLAB_CUDA_BENCH");
