@@ -27,7 +27,6 @@ build() {
 sanitize() {
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHLAB_SANITIZE=ON -DHLAB_CUDA=OFF
   cmake --build build-asan -j"$JOBS"
-  # OpenMP's runtime keeps thread pools alive at exit: not leaks of ours.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   HLAB_TEST_QUICK=1 ctest --test-dir build-asan --output-on-failure -j"$JOBS"
 }

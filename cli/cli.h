@@ -7,6 +7,8 @@
 #ifndef HLAB_CLI_H
 #define HLAB_CLI_H
 
+#include <stddef.h>
+
 #define HLAB_EXIT_OK 0
 #define HLAB_EXIT_FAILED 1
 #define HLAB_EXIT_USAGE 2
@@ -27,5 +29,10 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Installs SIGINT/SIGTERM handlers that set the flag cli_stop_requested(). */
 void cli_install_stop_handler(void);
 int cli_stop_requested(void);
+
+/* 3 significant digits with an SI suffix ("12.3M"); "-" when not finite. */
+void cli_si(char *out, size_t cap, double v);
+/* "1h05m", "3m07s", "42s"; "?" when unknown (NaN, negative). */
+void cli_duration(char *out, size_t cap, double s);
 
 #endif

@@ -1,7 +1,8 @@
 /* cli/cmd_report.c — `hlab report`, `hlab list` and `hlab show`: reading
  * commands over results.db. They never create a database (a missing file is a
- * usage error, exit 2) and hold no logic beyond argument parsing and printing;
- * the work is in reports/ and db/. */
+ * usage error, exit 2) and open it read-only (HLAB_DB_READONLY: no journal
+ * switch, no migration), so a read-only file or mount works. They hold no
+ * logic beyond argument parsing and printing; the work is in reports/ and db/. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,20 +15,6 @@
 
 #define DEFAULT_DB "results.db"
 
-/* 3 significant digits with an SI suffix (12.3M), "-" when missing. */
-static void fmt_si(char *out, size_t cap, double v) {
-    static const char *const suffix[] = {"", "k", "M", "G", "T", "P", "E"};
-    if (!isfinite(v)) {
-        snprintf(out, cap, "-");
-        return;
-    }
-    int k = 0;
-    while (fabs(v) >= 1e3 && k < 6) {
-        v /= 1000.0;
-        k++;
-    }
-    snprintf(out, cap, "%.3g%s", v, suffix[k]);
-}
 
 /* "--name VALUE" or "--name=VALUE"; advances *i past the value. 1 when matched. */
 static int option_value(int argc, char **argv, int *i, const char *name, const char **out, int *bad) {
@@ -49,7 +36,7 @@ static int option_value(int argc, char **argv, int *i, const char *name, const c
 
 static int open_existing(const char *path, hlab_db **db) {
     hlab_err err = {0};
-    if (hlab_db_open(path, 0, db, &err)) {
+    if (hlab_db_open(path, HLAB_DB_READONLY, db, &err)) {
         cli_error("%s", err.msg);
         return cli_exit_code(err.code);
     }
@@ -200,8 +187,8 @@ static int list_points(hlab_db *db, const char *study, hlab_err *err) {
         for (int r = 0; r < t.n_rows; r++)
             if (t.point_id[r] == p->id) val = t.values[(size_t)r * 2];
         char params[32], flops[32], vl[32];
-        fmt_si(params, sizeof params, p->params >= 0 ? (double)p->params : NAN);
-        fmt_si(flops, sizeof flops, p->flops_per_token);
+        cli_si(params, sizeof params, p->params >= 0 ? (double)p->params : NAN);
+        cli_si(flops, sizeof flops, p->flops_per_token);
         if (isnan(val)) snprintf(vl, sizeof vl, "-");
         else snprintf(vl, sizeof vl, "%.4f", val);
         printf("%6lld  %-12.12s  %-11s  %4lld  %9s  %10s  %9s  %5d  %s\n", (long long)p->id, p->hash,
@@ -308,7 +295,7 @@ static void print_json_pretty(const char *s) {
 
 static void print_num(const char *name, double v, const char *unit) {
     char t[32];
-    fmt_si(t, sizeof t, v);
+    cli_si(t, sizeof t, v);
     printf("  %-22s %s%s%s\n", name, t, isfinite(v) && *unit ? " " : "", isfinite(v) ? unit : "");
 }
 

@@ -28,6 +28,11 @@ static void usage(FILE *f) {
             "                   estimated memory) and train nothing\n"
             "  --device SPEC    cpu | cuda | cuda:N | auto (default: auto)\n"
             "  --restart        forget the study's runs and checkpoints, start over\n"
+            "  --retry-failed   train the points recorded 'failed' (out of memory, truncated\n"
+            "                   checkpoint, ...) again from step 0: their checkpoint is\n"
+            "                   removed, their old runs stay in the database; other\n"
+            "                   finished points are kept\n"
+            "  --retry-diverged the same for the points recorded 'diverged'\n"
             "  --workers N      train N points at a time, each on its own device: with\n"
             "                   cuda (or auto on a GPU machine) worker i uses cuda:i;\n"
             "                   on the CPU they share the cores (default 1)\n"
@@ -37,25 +42,7 @@ static void usage(FILE *f) {
             "usage, 3 environment (device, database), 130 interrupted (run again to resume)\n");
 }
 
-static void human(char *out, size_t cap, double v) {
-    const char *unit = "";
-    if (fabs(v) >= 1e12) v /= 1e12, unit = "T";
-    else if (fabs(v) >= 1e9) v /= 1e9, unit = "G";
-    else if (fabs(v) >= 1e6) v /= 1e6, unit = "M";
-    else if (fabs(v) >= 1e3) v /= 1e3, unit = "k";
-    snprintf(out, cap, "%.3g%s", v, unit);
-}
 
-static void duration(char *out, size_t cap, double s) {
-    if (!isfinite(s) || s < 0) {
-        snprintf(out, cap, "?");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(out, cap, "%lds", t);
-}
 
 static void print_table(const hlab_study *s, const hlab_point_set *ps) {
     static const char *const strategies[] = {"grid", "random", "halving"};
@@ -69,8 +56,8 @@ static void print_table(const hlab_study *s, const hlab_point_set *ps) {
     for (int i = 0; i < ps->n; i++) {
         const hlab_design_point *d = &ps->items[i];
         char f[32], m[32];
-        human(f, sizeof f, d->counts.train_flops_per_token);
-        human(m, sizeof m, (double)d->est_memory_bytes);
+        cli_si(f, sizeof f, d->counts.train_flops_per_token);
+        cli_si(m, sizeof m, (double)d->est_memory_bytes);
         printf("%4d  %-16s %4lld  %5d %5d %6d  %10lld %11s %8sB  %s\n", d->index, d->hash, (long long)d->seed,
                d->point.model.d_model, d->point.model.n_layers, d->point.model.d_ff, (long long)d->counts.params, f, m,
                d->label);
@@ -84,21 +71,21 @@ typedef struct {
 static int on_event(void *user, const hlab_search_event *ev) {
     progress *pr = user;
     char eta[32], a[32];
-    duration(eta, sizeof eta, ev->study_eta_s);
+    cli_duration(eta, sizeof eta, ev->study_eta_s);
     const hlab_design_point *d = ev->point;
     switch (ev->kind) {
     case HLAB_SEARCH_RUNG:
         printf("rung %d: %d points to %d steps\n", ev->rung, ev->rung_points, ev->rung_steps);
         break;
     case HLAB_SEARCH_POINT_START:
-        human(a, sizeof a, (double)d->counts.params);
+        cli_si(a, sizeof a, (double)d->counts.params);
         printf("point %d (%s) seed %lld, %s params, %s: training [%d/%d done, study ETA %s]\n", d->index, d->label,
                (long long)d->seed, a, d->hash, ev->points_done, ev->points_total, eta);
         break;
     case HLAB_SEARCH_STEP:
         if (!pr->quiet) {
             const hlab_train_event *t = ev->train;
-            human(a, sizeof a, t->tokens_per_s);
+            cli_si(a, sizeof a, t->tokens_per_s);
             printf("  step %5d/%d  loss %.4f", t->step, t->steps, t->loss);
             if (!isnan(t->val_loss)) printf("  val %.4f", t->val_loss);
             printf("  %s tok/s  point %d (seed %lld)  %d/%d done  study ETA %s\n", a, d->index, (long long)d->seed,
@@ -115,9 +102,14 @@ static int on_event(void *user, const hlab_search_event *ev) {
     return cli_stop_requested();
 }
 
+static int poll_stop(void *user) {
+    (void)user;
+    return cli_stop_requested();
+}
+
 int cmd_search(int argc, char **argv) {
     const char *study_path = NULL, *db_path = "results.db", *device = "auto";
-    int dry_run = 0, restart = 0, workers = 1, quiet = 0;
+    int dry_run = 0, restart = 0, retry_failed = 0, retry_diverged = 0, workers = 1, quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -126,6 +118,8 @@ int cmd_search(int argc, char **argv) {
         }
         if (!strcmp(a, "--dry-run")) dry_run = 1;
         else if (!strcmp(a, "--restart")) restart = 1;
+        else if (!strcmp(a, "--retry-failed")) retry_failed = 1;
+        else if (!strcmp(a, "--retry-diverged")) retry_diverged = 1;
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
         else if (!strcmp(a, "--db") || !strcmp(a, "--device") || !strcmp(a, "--workers")) {
             if (i + 1 >= argc) {
@@ -174,8 +168,9 @@ int cmd_search(int argc, char **argv) {
         print_table(&study, &ps);
     } else {
         progress pr = {quiet};
-        hlab_search_options o = {.db_path = db_path, .device = device, .restart = restart, .workers = workers,
-                                 .cb = on_event, .user = &pr};
+        hlab_search_options o = {.db_path = db_path, .device = device, .restart = restart,
+                                 .retry_failed = retry_failed, .retry_diverged = retry_diverged,
+                                 .workers = workers, .cb = on_event, .should_stop = poll_stop, .user = &pr};
         hlab_search_summary sum;
         cli_install_stop_handler();
         if (quiet) hlab_log_set_level(HLAB_LOG_WARN);

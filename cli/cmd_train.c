@@ -26,22 +26,7 @@ static void usage(FILE *f) {
             "exit codes: 0 done, 1 diverged, 2 bad input, 3 environment, 130 interrupted (resumable)\n");
 }
 
-static void human(char *out, size_t cap, double v) {
-    const char *unit = "";
-    if (fabs(v) >= 1e12) v /= 1e12, unit = "T";
-    else if (fabs(v) >= 1e9) v /= 1e9, unit = "G";
-    else if (fabs(v) >= 1e6) v /= 1e6, unit = "M";
-    else if (fabs(v) >= 1e3) v /= 1e3, unit = "k";
-    snprintf(out, cap, "%.3g%s", v, unit);
-}
 
-static void duration(char *out, size_t cap, double s) {
-    if (!isfinite(s) || s < 0) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(out, cap, "%lds", t);
-}
 
 typedef struct {
     int quiet;
@@ -56,8 +41,8 @@ static int on_event(void *user, const hlab_train_event *ev) {
     if (p->metrics) fflush(p->metrics); /* readable while the run goes on */
     if (!p->quiet) {
         char tps[32], eta[32];
-        human(tps, sizeof tps, ev->tokens_per_s);
-        duration(eta, sizeof eta, ev->eta_s);
+        cli_si(tps, sizeof tps, ev->tokens_per_s);
+        cli_duration(eta, sizeof eta, ev->eta_s);
         printf("step %5d/%d  loss %.4f  lr %.2e  gnorm %.3f  %s tok/s  ETA %s", ev->step, ev->steps, ev->loss, ev->lr,
                ev->grad_norm, tps, eta);
         if (!isnan(ev->val_loss)) {
@@ -70,6 +55,12 @@ static int on_event(void *user, const hlab_train_event *ev) {
     return cli_stop_requested();
 }
 
+/* Polled every step: Ctrl-C stops within one step, not at the next log line. */
+static int stop_poll(void *user) {
+    (void)user;
+    return cli_stop_requested();
+}
+
 static void summary(const hlab_train_result *r, const char *device) {
     char a[32], b[32], c[32], d[32];
     printf("done: %d steps in %.1f s on %s\n", r->steps_done, r->wall_s, device);
@@ -77,17 +68,17 @@ static void summary(const hlab_train_result *r, const char *device) {
     if (!isnan(r->val_bpb)) printf("  (%.4f bits per byte)", r->val_bpb);
     printf("\n");
     if (!isnan(r->train_loss)) printf("  train loss    %.4f\n", r->train_loss);
-    human(a, sizeof a, (double)r->counts.params);
-    human(b, sizeof b, (double)r->counts.params_non_embedding);
+    cli_si(a, sizeof a, (double)r->counts.params);
+    cli_si(b, sizeof b, (double)r->counts.params_non_embedding);
     printf("  params        %s total, %s non-embedding (%lld, %lld)\n", a, b, (long long)r->counts.params,
            (long long)r->counts.params_non_embedding);
-    human(a, sizeof a, r->counts.train_flops_per_token);
-    human(b, sizeof b, r->counts.fwd_matmul_flops_per_token);
-    human(c, sizeof c, r->counts.fwd_attn_flops_per_token);
-    human(d, sizeof d, r->counts.fwd_ssd_flops_per_token);
+    cli_si(a, sizeof a, r->counts.train_flops_per_token);
+    cli_si(b, sizeof b, r->counts.fwd_matmul_flops_per_token);
+    cli_si(c, sizeof c, r->counts.fwd_attn_flops_per_token);
+    cli_si(d, sizeof d, r->counts.fwd_ssd_flops_per_token);
     printf("  FLOPs/token   %s train = 3 x (matmul %s + attention %s + SSD %s)\n", a, b, c, d);
-    human(a, sizeof a, r->tokens_per_s);
-    human(b, sizeof b, r->train_flops);
+    cli_si(a, sizeof a, r->tokens_per_s);
+    cli_si(b, sizeof b, r->train_flops);
     if (r->tokens_per_s > 0) printf("  throughput    %s tokens/s (%s training FLOPs in all)\n", a, b);
     else printf("  throughput    (nothing left to train: the checkpoint had reached the last step)\n");
     printf("  peak memory   %.1f MiB\n", (double)r->peak_bytes / (1024.0 * 1024.0));
@@ -186,7 +177,8 @@ int cmd_train(int argc, char **argv) {
                ckpt ? ", checkpoint " : "", ckpt ? ckpt : "");
     cli_install_stop_handler();
     hlab_train_result res;
-    int rc = hlab_train_run(&point.model, &point.train, &point.data, hk, ckpt, on_event, &prog, &res, &err);
+    int rc = hlab_train_run_polled(&point.model, &point.train, &point.data, hk, ckpt, on_event, stop_poll, &prog, &res,
+                                   &err);
     if (prog.metrics) fclose(prog.metrics);
     if (rc == HLAB_OK) summary(&res, hk->name);
     else cli_error("%s", err.msg);

@@ -2,7 +2,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/hlab.h"
@@ -58,9 +60,11 @@ void cli_error(const char *fmt, ...) {
 
 static volatile sig_atomic_t stop_requested;
 static void on_stop_signal(int sig) {
-    (void)sig;
     /* A second Ctrl-C while stopping kills at once, as users expect. */
-    if (stop_requested) signal(sig, SIG_DFL);
+    if (stop_requested) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
     stop_requested = 1;
 }
 void cli_install_stop_handler(void) {
@@ -72,7 +76,19 @@ void cli_install_stop_handler(void) {
 }
 int cli_stop_requested(void) { return stop_requested != 0; }
 
+/* The CPU backend runs short OpenMP regions between OpenBLAS calls; libgomp's
+ * default spin-waiting then starves the other threads whenever the machine
+ * has more runnable threads than cores (measured: 2-5x slower on a busy 2-core
+ * machine, identical results). libgomp reads OMP_WAIT_POLICY once, before
+ * main, so when the user has not chosen one we set "passive" and re-execute. */
+static void prefer_passive_openmp_waits(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return; /* the user's choice, or we already re-executed */
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv); /* returns only on failure: then carry on as we are */
+}
+
 int main(int argc, char **argv) {
+    prefer_passive_openmp_waits(argv);
     if (argc < 2) {
         usage(stderr);
         return HLAB_EXIT_USAGE;

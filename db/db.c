@@ -239,9 +239,52 @@ fail:
     return err->code;
 }
 
+/* The read-only half of hlab_db_open: the schema must already be current,
+ * since upgrading it is a write (HLAB_DB_NO_MIGRATE: an older one is the
+ * caller's business, as for writers). */
+static int check_readonly_schema(hlab_db *db, int allow_older, hlab_err *err) {
+    int version;
+    if (read_user_version(db, &version, err)) return err->code;
+    if (version > HLAB_DB_SCHEMA_VERSION)
+        return hlab_fail(err, HLAB_EDB,
+                         "db %s: schema version %d is newer than this hlab understands (%d); use a newer hlab",
+                         db->path, version, HLAB_DB_SCHEMA_VERSION);
+    if (version < HLAB_DB_SCHEMA_VERSION && !allow_older)
+        return hlab_fail(err, HLAB_EDB,
+                         "db %s: schema version %d is older than this hlab's (%d) and a read-only open cannot "
+                         "upgrade it; run a writing command such as `hlab search STUDY.yaml --db %s` once (or "
+                         "read a writable copy)",
+                         db->path, version, HLAB_DB_SCHEMA_VERSION, db->path);
+    return HLAB_OK;
+}
+
+/* Reopens db->path read-only as file:PATH?immutable=1 (the path
+ * percent-encoded, as URIs want). */
+static int open_immutable(hlab_db *db, hlab_err *err) {
+    char uri[3 * sizeof db->path + 32];
+    size_t n = (size_t)snprintf(uri, sizeof uri, "file:");
+    for (const unsigned char *c = (const unsigned char *)db->path; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("/-._~", *c))
+            uri[n++] = (char)*c;
+        else n += (size_t)snprintf(uri + n, sizeof uri - n, "%%%02X", *c);
+    }
+    snprintf(uri + n, sizeof uri - n, "?immutable=1");
+    if (sqlite3_open_v2(uri, &db->conn, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+        hlab_fail(err, db->conn ? HLAB_EDB : HLAB_ENOMEM, "cannot open results database '%s' read-only: %s", db->path,
+                  db->conn ? sqlite3_errmsg(db->conn) : "out of memory");
+        return err->code;
+    }
+    sqlite3_extended_result_codes(db->conn, 1);
+    return HLAB_OK;
+}
+
 int hlab_db_open(const char *path, int flags, hlab_db **out, hlab_err *err) {
     *out = NULL;
     if (!path || !*path) return hlab_fail(err, HLAB_EINVAL, "results database path is empty");
+    const int readonly = (flags & HLAB_DB_READONLY) != 0;
+    if (readonly && (flags & HLAB_DB_CREATE))
+        return hlab_fail(err, HLAB_EINVAL, "results database '%s': HLAB_DB_READONLY cannot be combined with "
+                         "HLAB_DB_CREATE", path);
     if (!(flags & HLAB_DB_CREATE) && access(path, F_OK) != 0)
         return hlab_fail(err, HLAB_EIO, "results database '%s' does not exist (run hlab search first, or pass --db)",
                          path);
@@ -250,7 +293,8 @@ int hlab_db_open(const char *path, int flags, hlab_db **out, hlab_err *err) {
     snprintf(db->path, sizeof db->path, "%s", path);
     if (gethostname(db->host, sizeof db->host - 1) != 0) snprintf(db->host, sizeof db->host, "unknown");
     process_signature((int64_t)getpid(), db->process_start, sizeof db->process_start);
-    int oflags = SQLITE_OPEN_READWRITE | ((flags & HLAB_DB_CREATE) ? SQLITE_OPEN_CREATE : 0);
+    int oflags = readonly ? SQLITE_OPEN_READONLY
+                          : SQLITE_OPEN_READWRITE | ((flags & HLAB_DB_CREATE) ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &db->conn, oflags, NULL) != SQLITE_OK) {
         hlab_fail(err, db->conn ? HLAB_EDB : HLAB_ENOMEM, "cannot open results database '%s': %s", path,
                   db->conn ? sqlite3_errmsg(db->conn) : "out of memory");
@@ -259,6 +303,26 @@ int hlab_db_open(const char *path, int flags, hlab_db **out, hlab_err *err) {
     }
     sqlite3_extended_result_codes(db->conn, 1);
     sqlite3_busy_timeout(db->conn, 10000);
+    if (readonly) {
+        /* Whatever journal mode the file has is kept (switching it is a write);
+         * a WAL database is read beside its writer as usual. */
+        const int allow_older = (flags & HLAB_DB_NO_MIGRATE) != 0;
+        if (check_readonly_schema(db, allow_older, err)) {
+            /* A WAL database whose -shm file is absent and cannot be created
+             * (read-only folder or mount) cannot be read normally. No writer
+             * has it open then (a writer keeps -shm in existence), so SQLite's
+             * documented answer for this case, an immutable open, is safe. */
+            int primary = sqlite3_extended_errcode(db->conn) & 0xff;
+            if (primary != SQLITE_READONLY && primary != SQLITE_CANTOPEN) goto fail;
+            sqlite3_close_v2(db->conn);
+            db->conn = NULL;
+            if (open_immutable(db, err) || check_readonly_schema(db, allow_older, err)) goto fail;
+            hlab_log(HLAB_LOG_DEBUG, "db %s: read-only folder: opened immutable", path);
+        }
+        if (db_exec(db, "PRAGMA foreign_keys = ON", "configure connection", err)) goto fail;
+        *out = db;
+        return HLAB_OK;
+    }
     /* journal_mode answers with the mode in force; anything but wal (e.g. a
      * file system without shared memory) is worth refusing loudly. */
     sqlite3_stmt *st = NULL;

@@ -63,12 +63,18 @@ int hlab_db_status_parse(const char *name, hlab_db_status *out, hlab_err *err);
 /* ---- open / close -------------------------------------------------------- */
 enum {
     HLAB_DB_CREATE = 1,    /* create the file when missing (writers: hlab search) */
-    HLAB_DB_NO_MIGRATE = 2 /* leave the schema as found (tests; see hlab_db_migrate) */
+    HLAB_DB_NO_MIGRATE = 2, /* leave the schema as found (tests; see hlab_db_migrate) */
+    HLAB_DB_READONLY = 4    /* read commands (list, show, report): SQLITE_OPEN_READONLY, so a
+                               read-only file or mount works; writes through the handle fail
+                               with HLAB_EDB "attempt to write a readonly database" */
 };
 /* Opens path (WAL, foreign keys on, busy_timeout 10 s) and brings the schema up
  * to HLAB_DB_SCHEMA_VERSION. Without HLAB_DB_CREATE a missing file is HLAB_EIO
  * "results database 'x.db' does not exist" and nothing is created (read
- * commands). On failure *out is NULL. */
+ * commands). With HLAB_DB_READONLY (never with HLAB_DB_CREATE: HLAB_EINVAL)
+ * nothing is written: the journal mode stays as found and no migration runs,
+ * so a schema older than HLAB_DB_SCHEMA_VERSION is HLAB_EDB telling the user
+ * to run a writing command (hlab search) on it once. On failure *out is NULL. */
 int hlab_db_open(const char *path, int flags, hlab_db **out, hlab_err *err);
 void hlab_db_close(hlab_db *db); /* NULL is fine */
 /* Applies migrations up to target_version (<= HLAB_DB_SCHEMA_VERSION), each in

@@ -5,8 +5,10 @@
  * transaction as 'done'); everything else is trained again, from its
  * checkpoint RUNS/STUDY/HASH.safetensors when one exists, so a kill -9 at any
  * moment loses at most the steps since the last checkpoint and never trains a
- * finished point twice. Successive halving is recomputed from the results of
- * earlier rungs on every run, so it resumes the same way.
+ * finished point twice (unless asked: retry_failed / retry_diverged put those
+ * points back to pending without their checkpoint). Successive halving is
+ * recomputed from the results of earlier rungs on every run, so it resumes
+ * the same way.
  * Threads share one `sched` under its mutex: the task queue, the counters, the
  * ETA and the user's callback (called with the mutex held, so it needs no
  * locking of its own).
@@ -106,6 +108,18 @@ static int on_train_event(void *user, const hlab_train_event *te) {
     return stop;
 }
 
+/* Polled every training step: a stop asked through any worker's event, or by
+ * the caller's should_stop, stops every worker within one step. */
+static int stop_poll(void *user) {
+    worker *W = user;
+    sched *S = W->S;
+    pthread_mutex_lock(&S->mu);
+    if (!S->stop && S->o->should_stop && S->o->should_stop(S->o->user)) S->stop = 1;
+    int stop = S->stop;
+    pthread_mutex_unlock(&S->mu);
+    return stop;
+}
+
 static int make_dir(const char *path, hlab_err *err) {
     if (mkdir(path, 0777) == 0 || errno == EEXIST) return HLAB_OK;
     return hlab_fail(err, HLAB_EIO, "%s: cannot create the folder: %s", path, strerror(errno));
@@ -133,7 +147,8 @@ static int train_point(worker *W, const task *t, hlab_err *err) {
     tc.stop_at = t->stop_at;
     hlab_train_result res;
     hlab_err terr = {0};
-    int trc = hlab_train_run(&d->point.model, &tc, &d->point.data, W->hk, ckpt, on_train_event, W, &res, &terr);
+    int trc = hlab_train_run_polled(&d->point.model, &tc, &d->point.data, W->hk, ckpt, on_train_event, stop_poll, W,
+                                    &res, &terr);
     if (W->db_failed) {
         hlab_db_finish_run(W->db, W->run_id, HLAB_DB_INTERRUPTED, res.steps_done, W->db_err.msg, err);
         *err = W->db_err;
@@ -153,6 +168,17 @@ static int train_point(worker *W, const task *t, hlab_err *err) {
         return HLAB_EINTERRUPTED;
     } else {
         status = trc == HLAB_EDIVERGED ? HLAB_DB_DIVERGED : HLAB_DB_FAILED;
+        /* Errors about the checkpoint start with its path (truncated, not a
+         * checkpoint, of another run, cannot be written): only a fresh start helps. */
+        if (!strncmp(terr.msg, ckpt, strlen(ckpt))) {
+            char why[sizeof terr.msg];
+            snprintf(why, sizeof why, "%s", terr.msg);
+            /* the cause is clipped, never the advice */
+            hlab_fail(&terr, trc,
+                      "%.500s; to train this point again from scratch run `hlab search %.200s --db %.200s "
+                      "--retry-failed`",
+                      why, S->s->path[0] ? S->s->path : "STUDY.yaml", S->o->db_path);
+        }
         hlab_log(HLAB_LOG_WARN, "point %d (%s, seed %lld) %s: %s", d->index, d->label, (long long)d->seed,
                  hlab_db_status_name(status), terr.msg);
         if ((rc = hlab_db_finish_run(W->db, W->run_id, status, res.steps_done, terr.msg, err))) return rc;
@@ -237,6 +263,40 @@ static int is_finished(hlab_db_status st) {
     return st == HLAB_DB_DONE || st == HLAB_DB_DIVERGED || st == HLAB_DB_FAILED;
 }
 
+/* Where a task of point i starts: the db's steps_done when its checkpoint is
+ * there to resume from, else 0 (training starts over, e.g. after --retry-failed). */
+static int resume_step(const sched *S, int i, int steps_done) {
+    char ckpt[2400];
+    snprintf(ckpt, sizeof ckpt, "%s/%s/%s.safetensors", S->runs_dir, S->s->name, S->ps->items[i].hash);
+    return access(ckpt, F_OK) == 0 ? steps_done : 0;
+}
+
+/* --retry-failed / --retry-diverged: the study's points whose status is in
+ * mask go back to pending, their checkpoint removed first (it may be the
+ * cause, e.g. truncated), so they train again from step 0. Their runs stay. */
+static int retry_points(sched *S, hlab_db *db, int64_t study_id, unsigned mask, hlab_err *err) {
+    hlab_db_point_list pl = {0};
+    int rc = hlab_db_list_points(db, study_id, mask, &pl, err);
+    for (int i = 0; i < S->ps->n && !rc; i++)
+        for (int j = 0; j < pl.n && !rc; j++) {
+            if (pl.items[j].id != S->ids[i]) continue;
+            char ckpt[2400];
+            snprintf(ckpt, sizeof ckpt, "%s/%s/%s.safetensors", S->runs_dir, S->s->name, S->ps->items[i].hash);
+            if (unlink(ckpt) != 0 && errno != ENOENT) {
+                rc = hlab_fail(err, HLAB_EIO, "%s: cannot remove the checkpoint of point %d to retry it: %s", ckpt,
+                               S->ps->items[i].index, strerror(errno));
+                break;
+            }
+            if ((rc = hlab_db_set_point_status(db, S->ids[i], HLAB_DB_PENDING, err))) break;
+            hlab_log(HLAB_LOG_INFO, "point %d (%s, seed %lld) was %s: training it again from scratch",
+                     S->ps->items[i].index, S->ps->items[i].label, (long long)S->ps->items[i].seed,
+                     hlab_db_status_name(pl.items[j].status));
+            S->sum->retried++;
+        }
+    hlab_db_point_list_free(&pl);
+    return rc;
+}
+
 static int run_grid(sched *S, hlab_db *db, int64_t study_id, worker *W, int n_workers, hlab_err *err) {
     hlab_db_point_list pl = {0};
     int rc = hlab_db_list_points(db, study_id, HLAB_DB_MASK_ALL, &pl, err);
@@ -248,8 +308,9 @@ static int run_grid(sched *S, hlab_db *db, int64_t study_id, worker *W, int n_wo
             if (is_finished(st)) {
                 S->points_done++;
             } else if (st != HLAB_DB_RUNNING) { /* running: another live hlab search has it */
-                S->tasks[S->n_tasks++] = (task){i, 0, pl.items[j].steps_done};
-                S->work_total += flops_per_step(&S->ps->items[i]) * (S->ps->items[i].point.train.steps - pl.items[j].steps_done);
+                const int from = resume_step(S, i, pl.items[j].steps_done);
+                S->tasks[S->n_tasks++] = (task){i, 0, from};
+                S->work_total += flops_per_step(&S->ps->items[i]) * (S->ps->items[i].point.train.steps - from);
             }
         }
     hlab_db_point_list_free(&pl);
@@ -324,7 +385,8 @@ static int run_halving(sched *S, hlab_db *db, worker *W, int n_workers, hlab_err
                 if ((rc = point_state(db, S->ids[i], steps, &val, &reached, &status, &steps_done, err))) break;
                 if (is_finished(status) && (status != HLAB_DB_DONE || reached >= steps)) S->points_done++;
                 else if (status != HLAB_DB_RUNNING)
-                    S->tasks[S->n_tasks++] = (task){i, last ? 0 : steps, steps_done > prev_steps ? steps_done : prev_steps};
+                    S->tasks[S->n_tasks++] = (task){
+                        i, last ? 0 : steps, resume_step(S, i, steps_done > prev_steps ? steps_done : prev_steps)};
             }
         if (rc) break;
         hlab_search_event ev = {.kind = HLAB_SEARCH_RUNG, .rung = rung, .rung_steps = steps, .rung_points = n_alive * n_seeds};
@@ -446,6 +508,12 @@ int hlab_search_run(const hlab_study *s, const hlab_point_set *ps, const hlab_se
                                    .est_memory_bytes = d->est_memory_bytes};
     }
     if ((rc = hlab_db_add_points(db, study_id, in, ps->n, S.ids, NULL, &sum->points_new, err))) goto out;
+    if ((o->retry_failed || o->retry_diverged) &&
+        (rc = retry_points(&S, db, study_id,
+                           (o->retry_failed ? HLAB_DB_MASK(HLAB_DB_FAILED) : 0u) |
+                               (o->retry_diverged ? HLAB_DB_MASK(HLAB_DB_DIVERGED) : 0u),
+                           err)))
+        goto out;
     if ((rc = hlab_db_mark_interrupted(db, study_id, NULL, err))) goto out;
     for (int i = 0; i < n_workers; i++)
         if ((rc = hlab_db_open(o->db_path, 0, &W[i].db, err))) goto out;

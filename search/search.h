@@ -192,15 +192,24 @@ typedef struct {
     const char *runs_dir;  /* NULL = "runs" next to the db; checkpoints go to RUNS/STUDY/HASH.safetensors */
     const char *device;    /* hk_open spec ("cpu", "cuda:0", "auto") */
     int restart;           /* forget the study's runs (and checkpoints) first */
+    int retry_failed;      /* points recorded 'failed' go back to pending and train again from
+                              step 0: their checkpoint is removed (a truncated checkpoint is a
+                              usual cause), their old runs stay in the db as history */
+    int retry_diverged;    /* the same for points recorded 'diverged' */
     int workers;           /* training threads, each with its own backend and db connection (0 = 1);
                               with several, "cuda"/"auto" become cuda:0..N-1, "cuda:K" cuda:K..K+N-1 */
     hlab_search_callback cb;
+    /* Optional: polled every training step and validation batch (from the
+     * workers); non-zero stops the study as a callback's non-zero return does,
+     * but without waiting for the next progress event (e.g. Ctrl-C). */
+    int (*should_stop)(void *user);
     void *user;
 } hlab_search_options;
 
 typedef struct {
     int points_total, points_new;
     int done, diverged, failed, trained;  /* end states now; trained = runs finished by this call */
+    int retried;                          /* failed/diverged points put back to pending (retry_*) */
 } hlab_search_summary;
 
 /* Records the study and its points in the db (only new points are added),

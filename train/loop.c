@@ -13,6 +13,11 @@
  *    every decayed tensor first).
  *  - Validation uses fixed windows (hlab_dataset_val_batch) and the pure
  *    cross-entropy (the MoE auxiliary loss is subtracted).
+ *  - Stopping: the optional should_stop poll runs after every step and before
+ *    every validation batch (so Ctrl-C waits for at most one step or batch);
+ *    the progress callback can also stop the run when it is called. A stop
+ *    checkpoints the last finished step; it is an interruption only when it
+ *    cut the run short (steps left, or the final evaluation unfinished).
  */
 #include <math.h>
 #include <stdio.h>
@@ -176,10 +181,24 @@ static int dataset_batch(void *ctx, int step, int micro, int32_t *tokens, int32_
     return hlab_dataset_batch(s->data, 0, &rng, s->B, s->T, tokens, targets, err);
 }
 
-/* Mean validation cross-entropy over eval_batches fixed batches. */
-static int evaluate(trainer *tr, const hlab_dataset *data, int batches, double *val_loss, hlab_err *err) {
+typedef struct {
+    hlab_train_stop_poll fn; /* NULL = never */
+    void *user;
+} stop_poll;
+
+static int stop_wanted(const stop_poll *p) { return p->fn && p->fn(p->user); }
+
+/* Mean validation cross-entropy over eval_batches fixed batches. Sets *cut
+ * (and leaves *val_loss alone) when the poll asks to stop before it is done. */
+static int evaluate(trainer *tr, const hlab_dataset *data, int batches, const stop_poll *poll, double *val_loss,
+                    int *cut, hlab_err *err) {
     double sum = 0;
+    *cut = 0;
     for (int i = 0; i < batches; i++) {
+        if (stop_wanted(poll)) {
+            *cut = 1;
+            return HLAB_OK;
+        }
         int rc = hlab_dataset_val_batch(data, i, tr->B, tr->T, tr->tokens, tr->targets, err);
         float loss, aux;
         if (!rc) rc = hlab_model_forward(tr->m, tr->tokens, tr->targets, tr->B, &loss, &aux, err);
@@ -192,9 +211,16 @@ static int evaluate(trainer *tr, const hlab_dataset *data, int batches, double *
 
 static int file_exists(const char *path) { return path && path[0] && access(path, F_OK) == 0; }
 
-int hlab_train_run(const hlab_model_config *cfg_in, const hlab_train_config *tc, const hlab_data_config *dc,
+int hlab_train_run(const hlab_model_config *cfg, const hlab_train_config *tc, const hlab_data_config *dc,
                    hk_backend *hk, const char *ckpt_path, hlab_train_callback cb, void *user, hlab_train_result *res,
                    hlab_err *err) {
+    return hlab_train_run_polled(cfg, tc, dc, hk, ckpt_path, cb, NULL, user, res, err);
+}
+
+int hlab_train_run_polled(const hlab_model_config *cfg_in, const hlab_train_config *tc, const hlab_data_config *dc,
+                          hk_backend *hk, const char *ckpt_path, hlab_train_callback cb,
+                          hlab_train_stop_poll should_stop, void *user, hlab_train_result *res, hlab_err *err) {
+    const stop_poll poll = {should_stop, user};
     double t_start = hlab_now_s();
     memset(res, 0, sizeof *res);
     res->train_loss = res->val_loss = res->val_bpb = NAN;
@@ -280,25 +306,30 @@ int hlab_train_run(const hlab_model_config *cfg_in, const hlab_train_config *tc,
         hlab_train_event ev = {.step = step, .steps = tc->steps, .loss = loss, .lr = lr, .grad_norm = grad_norm,
                                .val_loss = NAN, .val_bpb = NAN};
         int evaluate_now = step == stop || (tc->eval_every > 0 && step % tc->eval_every == 0);
+        int eval_cut = 0;
         if (evaluate_now) {
-            if ((rc = evaluate(&tr, data, tc->eval_batches, &ev.val_loss, err))) goto out;
-            ev.val_bpb = bytes_data ? ev.val_loss / LN2_ : NAN;
-            res->val_loss = ev.val_loss;
-            res->val_bpb = ev.val_bpb;
+            if ((rc = evaluate(&tr, data, tc->eval_batches, &poll, &ev.val_loss, &eval_cut, err))) goto out;
+            if (!eval_cut) {
+                ev.val_bpb = bytes_data ? ev.val_loss / LN2_ : NAN;
+                res->val_loss = ev.val_loss;
+                res->val_bpb = ev.val_bpb;
+            }
         }
         int done_here = step - start_step;
         ev.elapsed_s = hlab_now_s() - t_start;
         ev.tokens_per_s = train_time > 0 ? (double)done_here * tokens_per_step / train_time : 0;
         ev.eta_s = done_here > 0 ? (stop - step) * (train_time / done_here) : 0;
         ev.peak_bytes = (int64_t)hk->peak_bytes(hk);
-        int stop_requested = 0;
-        if (cb && (evaluate_now || step % tc->log_every == 0 || step == stop)) stop_requested = cb(user, &ev);
+        int stop_requested = eval_cut; /* a cut evaluation has no event to report */
+        if (!eval_cut && cb && (evaluate_now || step % tc->log_every == 0 || step == stop)) stop_requested = cb(user, &ev);
+        if (!stop_requested && step < stop) stop_requested = stop_wanted(&poll);
         int ckpt_now = step == stop || (tc->ckpt_every > 0 && step % tc->ckpt_every == 0) || stop_requested;
         if (ckpt_now && ckpt_path && ckpt_path[0] &&
             (rc = hlab_checkpoint_write(ckpt_path, tr.m, tr.adam_m, tr.adam_v, &meta, err)))
             goto out;
-        if (stop_requested && step < stop) {
-            rc = hlab_fail(err, HLAB_EINTERRUPTED, "interrupted at step %d of %d%s%s", step, tc->steps,
+        if (stop_requested && (step < stop || eval_cut)) {
+            rc = hlab_fail(err, HLAB_EINTERRUPTED, "interrupted at step %d of %d%s%s%s", step, tc->steps,
+                           eval_cut ? " during evaluation" : "",
                            ckpt_path && ckpt_path[0] ? "; checkpoint " : " (no checkpoint: pass --ckpt to resume)",
                            ckpt_path && ckpt_path[0] ? ckpt_path : "");
             goto out;
@@ -306,7 +337,12 @@ int hlab_train_run(const hlab_model_config *cfg_in, const hlab_train_config *tc,
         res->tokens_per_s = ev.tokens_per_s;
     }
     if (start_step >= stop) { /* nothing left to train: still report the evaluation */
-        if ((rc = evaluate(&tr, data, tc->eval_batches, &res->val_loss, err))) goto out;
+        int eval_cut = 0;
+        if ((rc = evaluate(&tr, data, tc->eval_batches, &poll, &res->val_loss, &eval_cut, err))) goto out;
+        if (eval_cut) {
+            rc = hlab_fail(err, HLAB_EINTERRUPTED, "interrupted during the evaluation at step %d", step);
+            goto out;
+        }
         res->val_bpb = bytes_data ? res->val_loss / LN2_ : NAN;
     }
     rc = HLAB_OK;

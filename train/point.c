@@ -7,6 +7,7 @@
  * may be written nested in YAML (model: {mamba: {expand: 2}}) or dotted
  * (model: {mamba.expand: 2}). Errors name the key and what was expected.
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -425,10 +426,33 @@ int hlab_point_apply_section(hlab_point *p, const char *section, const hlab_yaml
     return apply_map(p, section, doc, map, err);
 }
 
+/* A relative data path written in a POINT.yaml names a file next to that
+ * YAML, not one under the working directory: joins it to the YAML's folder
+ * and canonicalises it when it exists (so a checkpoint's run hash does not
+ * depend on where hlab runs). Globs and missing files keep the joined form,
+ * which the data loader's error then names. Absolute paths are left alone. */
+static int resolve_beside(char *field, size_t cap, const char *key, const char *yaml_path, hlab_err *err) {
+    if (!field[0] || field[0] == '/') return HLAB_OK;
+    const char *slash = strrchr(yaml_path, '/');
+    if (!slash) return HLAB_OK; /* the YAML is in the working directory */
+    char joined[2200];
+    int n = snprintf(joined, sizeof joined, "%.*s/%s", (int)(slash - yaml_path), yaml_path, field);
+    char canonical[PATH_MAX];
+    const char *resolved = realpath(joined, canonical) ? canonical : joined;
+    if (n < 0 || (size_t)n >= sizeof joined || strlen(resolved) >= cap)
+        return hlab_fail(err, HLAB_EINVAL, "%s: %s: the path relative to the YAML's folder is longer than %zu bytes",
+                         yaml_path, key, cap - 1);
+    snprintf(field, cap, "%s", resolved);
+    return HLAB_OK;
+}
+
 int hlab_point_load(const char *path, hlab_point *p, hlab_err *err) {
     hlab_yaml_doc doc;
     int rc = hlab_yaml_load(path, &doc, err);
     if (rc) return rc;
+    char train_before[sizeof p->data.train], val_before[sizeof p->data.val];
+    memcpy(train_before, p->data.train, sizeof train_before);
+    memcpy(val_before, p->data.val, sizeof val_before);
     const hlab_yaml_node *root = doc.root;
     if (!root || root->kind != HLAB_YAML_MAP) {
         rc = hlab_yaml_fail(&doc, root, err, "expected a mapping with model, train and data sections");
@@ -446,6 +470,12 @@ int hlab_point_load(const char *path, hlab_point *p, hlab_err *err) {
         }
         rc = hlab_point_apply_section(p, s, &doc, root->items[2 * i + 1], err);
     }
+    /* Only paths this YAML set are resolved; values p held before, and CLI
+       overrides applied after this call, stay relative to the working directory. */
+    if (!rc && strcmp(p->data.train, train_before))
+        rc = resolve_beside(p->data.train, sizeof p->data.train, "data.train", path, err);
+    if (!rc && strcmp(p->data.val, val_before))
+        rc = resolve_beside(p->data.val, sizeof p->data.val, "data.val", path, err);
 done:
     hlab_yaml_free(&doc);
     return rc;

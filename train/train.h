@@ -91,6 +91,16 @@ typedef struct {
 int hlab_train_run(const hlab_model_config *cfg, const hlab_train_config *tc, const hlab_data_config *dc,
                    hk_backend *hk, const char *ckpt_path, hlab_train_callback cb, void *user,
                    hlab_train_result *res, hlab_err *err);
+/* Asked after every step and before every validation batch (cb runs only on
+ * log/eval steps); non-zero stops the run. Keep it cheap: read a flag. */
+typedef int (*hlab_train_stop_poll)(void *user);
+/* hlab_train_run, plus should_stop (NULL = none; cb and should_stop both get
+ * user). A stop writes the checkpoint (when ckpt_path is set) and returns
+ * HLAB_EINTERRUPTED when it cut the run short: steps left, or the final
+ * evaluation unfinished (resuming then only evaluates). */
+int hlab_train_run_polled(const hlab_model_config *cfg, const hlab_train_config *tc, const hlab_data_config *dc,
+                          hk_backend *hk, const char *ckpt_path, hlab_train_callback cb,
+                          hlab_train_stop_poll should_stop, void *user, hlab_train_result *res, hlab_err *err);
 
 /* ---- a design point: the three sections of a POINT.yaml ------------------------
  * Fields are addressed by dotted keys, exactly as in study files:
@@ -117,7 +127,10 @@ int hlab_point_set_yaml(hlab_point *p, const char *key, const hlab_yaml_doc *doc
  * keys fail with position and a did-you-mean. */
 int hlab_point_apply_section(hlab_point *p, const char *section, const hlab_yaml_doc *doc,
                              const hlab_yaml_node *map, hlab_err *err);
-/* Loads a POINT.yaml: top-level mapping with model, train, data sections. */
+/* Loads a POINT.yaml: top-level mapping with model, train, data sections.
+ * A relative data.train / data.val it sets is resolved against the YAML
+ * file's folder (canonical when the file exists); hlab_point_set_str and
+ * hlab_point_set_yaml leave paths as given. */
 int hlab_point_load(const char *path, hlab_point *p, hlab_err *err);
 /* The whole point as JSON {"model":{...},"train":{...},"data":{...}}. */
 int hlab_point_to_json(const hlab_point *p, hlab_buf *out, hlab_err *err);
