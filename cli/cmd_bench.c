@@ -31,6 +31,9 @@ static void usage(FILE *f) {
             "  --warmup N      untimed steps first (default 5 on a GPU, 1 on the CPU)\n");
 }
 
+/* BENCH.md's reference models. Every field BENCH.md names is set here even
+ * where it equals today's default, so that a change of defaults can never
+ * silently change what the benchmark measures. */
 static void bench_config(char name, hlab_model_config *c) {
     hlab_model_config_defaults(c);
     if (name == 'H') { /* CPU hybrid: D 256, L 6, 1:2 -> 2 attention + 4 Mamba-2 layers, ~5M params */

@@ -26,31 +26,11 @@
  */
 #include <math.h>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ssd_common.cuh"
 
 #define SSD_TILE 64
 #define SSD_THREADS 256
 #define SSD_MAXP 128
-
-struct ssd_geom {
-    int B, T, H, P, G, N, Q, nc, hpg;
-    size_t W, HP, PN;
-};
-
-static ssd_geom ssd_make(hk_ssd_dims d) {
-    ssd_geom s;
-    s.B = d.B, s.T = d.T, s.H = d.H, s.P = d.P, s.G = d.G, s.N = d.N, s.Q = d.chunk;
-    s.nc = (d.T + d.chunk - 1) / d.chunk, s.hpg = d.H / d.G;
-    s.W = (size_t)d.H * d.P + 2 * (size_t)d.G * d.N, s.HP = (size_t)d.H * d.P, s.PN = (size_t)d.P * d.N;
-    return s;
-}
-
-__device__ __forceinline__ float ssd_softplus(float u) { return u > 0.0f ? u + log1pf(expf(-u)) : log1pf(expf(u)); }
-__device__ __forceinline__ float ssd_sigmoid(float u) {
-    if (u >= 0.0f) return 1.0f / (1.0f + expf(-u));
-    const float e = expf(u);
-    return e / (1.0f + e);
-}
 
 /* Rows [r0, r0+64) ∩ [0, L) of a strided A matrix (cols columns) into smem [64][ld], zeros elsewhere. */
 template <typename T>

@@ -28,33 +28,13 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ssd_common.cuh"
 
 #define SF_TILE 64
 #define SF_THREADS 128
 #define SF_P 64
 #define SF_LDP (SF_P + 8)     /* row stride (elements) of 64-wide bf16 tiles */
 #define SF_LDQ (SF_TILE + 8)  /* row stride of 64×64 score tiles */
-
-struct sf_geom {
-    int B, T, H, P, G, N, Q, nc, hpg;
-    size_t W, HP, PN;
-};
-
-static sf_geom sf_make(hk_ssd_dims d) {
-    sf_geom s;
-    s.B = d.B, s.T = d.T, s.H = d.H, s.P = d.P, s.G = d.G, s.N = d.N, s.Q = d.chunk;
-    s.nc = (d.T + d.chunk - 1) / d.chunk, s.hpg = d.H / d.G;
-    s.W = (size_t)d.H * d.P + 2 * (size_t)d.G * d.N, s.HP = (size_t)d.H * d.P, s.PN = (size_t)d.P * d.N;
-    return s;
-}
-
-__device__ __forceinline__ float sf_softplus(float u) { return u > 0.0f ? u + log1pf(expf(-u)) : log1pf(expf(u)); }
-__device__ __forceinline__ float sf_sigmoid(float u) {
-    if (u >= 0.0f) return 1.0f / (1.0f + expf(-u));
-    const float e = expf(u);
-    return e / (1.0f + e);
-}
 
 /* ---- warp-level tensor-core product ------------------------------------------------- */
 
@@ -138,7 +118,7 @@ template <int N> __device__ __forceinline__ void sf_load_state(hk_bf16 *s, const
 /* ---- decay: Δ and the chunk-inclusive cumsum of Δ·A, one warp per (chunk, h, b) ---------- */
 
 __global__ void sf_decay_kernel(float *delta, float *cum, const hk_bf16 *dt, const float *dt_bias,
-                                const float *A_log, sf_geom s) {
+                                const float *A_log, ssd_geom s) {
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, lane = threadIdx.x;
     const int t0 = c * s.Q, L = min(s.Q, s.T - t0);
     const float A = -expf(A_log[h]), bias = dt_bias[h];
@@ -146,7 +126,7 @@ __global__ void sf_decay_kernel(float *delta, float *cum, const hk_bf16 *dt, con
     float carry = 0.0f;
     for (int i0 = 0; i0 < L; i0 += 32) {
         const int i = i0 + lane;
-        const float dl = i < L ? sf_softplus(ld(dt[((size_t)b * s.T + t0 + i) * s.H + h]) + bias) : 0.0f;
+        const float dl = i < L ? ssd_softplus(ld(dt[((size_t)b * s.T + t0 + i) * s.H + h]) + bias) : 0.0f;
         float v = dl * A;
 #pragma unroll
         for (int off = 1; off < 32; off <<= 1) {
@@ -166,7 +146,7 @@ __global__ void sf_decay_kernel(float *delta, float *cum, const hk_bf16 *dt, con
 template <int N, bool BWD>
 __global__ void __launch_bounds__(SF_THREADS)
     sf_chunk_state_kernel(float *out, const hk_bf16 *X, size_t xstride, const hk_bf16 *xbc, const float *delta,
-                          const float *cum, sf_geom s) {
+                          const float *cum, ssd_geom s) {
     constexpr int LDN = N + 8;
     __shared__ __align__(16) hk_bf16 Xs[SF_TILE * SF_LDP];
     __shared__ __align__(16) hk_bf16 Ys[SF_TILE * LDN];
@@ -214,7 +194,7 @@ __global__ void __launch_bounds__(SF_THREADS)
 /* ---- state_pass: fwd S_in[c] = S; S = e^{last_c} S + local[c].  bwd (reverse chunks):
  * dS_out[c] = dS; dS = e^{last_c} dS + local[c]. fp32, one thread per state entry. */
 template <bool BWD>
-__global__ void sf_state_pass_kernel(float *dst, const float *local, const float *cum, sf_geom s) {
+__global__ void sf_state_pass_kernel(float *dst, const float *local, const float *cum, ssd_geom s) {
     const size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int h = blockIdx.y, b = blockIdx.z;
     if (e >= s.PN) return;
@@ -237,7 +217,7 @@ template <int N> static size_t sf_out_smem() {
 template <int N>
 __global__ void __launch_bounds__(SF_THREADS)
     sf_chunk_out_kernel(hk_bf16 *y, const float *states, const hk_bf16 *xbc, const float *delta, const float *cum,
-                        const float *Dskip, sf_geom s) {
+                        const float *Dskip, ssd_geom s) {
     constexpr int LDN = N + 8;
     extern __shared__ __align__(16) unsigned char sf_sm[];
     hk_bf16 *Cs = (hk_bf16 *)sf_sm, *Bs = Cs + SF_TILE * LDN, *Ss = Bs + SF_TILE * LDN;
@@ -325,7 +305,7 @@ template <int N>
 __global__ void __launch_bounds__(SF_THREADS)
     sf_bwd_cols_kernel(hk_bf16 *dxbc, float *ddelta, float *dcum_j, float *rlast, const hk_bf16 *dy,
                        const float *dSout, const hk_bf16 *xbc, const float *delta, const float *cum,
-                       const float *Dskip, sf_geom s) {
+                       const float *Dskip, ssd_geom s) {
     constexpr int LDN = N + 8;
     extern __shared__ __align__(16) unsigned char sf_sm[];
     hk_bf16 *Bs = (hk_bf16 *)sf_sm, *Cs = Bs + SF_TILE * LDN, *dSs = Cs + SF_TILE * LDN;
@@ -468,7 +448,7 @@ template <int N> static size_t sf_rows_smem() {
 template <int N>
 __global__ void __launch_bounds__(SF_THREADS)
     sf_bwd_rows_kernel(hk_bf16 *dxbc, float *dcum_i, float *dDrow, const hk_bf16 *dy, const float *states,
-                       const hk_bf16 *xbc, const float *delta, const float *cum, sf_geom s) {
+                       const hk_bf16 *xbc, const float *delta, const float *cum, ssd_geom s) {
     constexpr int LDN = N + 8;
     extern __shared__ __align__(16) unsigned char sf_sm[];
     hk_bf16 *Cs = (hk_bf16 *)sf_sm, *Bs = Cs + SF_TILE * LDN, *Ss = Bs + SF_TILE * LDN;
@@ -591,7 +571,7 @@ __global__ void __launch_bounds__(SF_THREADS)
 __global__ void sf_bwd_final_kernel(hk_bf16 *ddt, float *partial, const float *dSout, const float *states,
                                     const float *ddelta, const float *dcum_j, const float *dcum_i, const float *rlast,
                                     const float *dDrow, const hk_bf16 *dt, const float *dt_bias, const float *A_log,
-                                    const float *delta, const float *cum, sf_geom s) {
+                                    const float *delta, const float *cum, ssd_geom s) {
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int t0 = c * s.Q, L = min(s.Q, s.T - t0);
     const size_t so = (((size_t)b * s.nc + c) * s.H + h) * s.PN, ob = ((size_t)b * s.H + h) * s.T + t0;
@@ -618,7 +598,7 @@ __global__ void sf_bwd_final_kernel(hk_bf16 *ddt, float *partial, const float *d
         if (i >= 0) {
             dA += da * delta[ob + i];
             const size_t n = ((size_t)b * s.T + t0 + i) * s.H + h;
-            const float du = (ddelta[ob + i] + da * A) * sf_sigmoid(ld(dt[n]) + bias);
+            const float du = (ddelta[ob + i] + da * A) * ssd_sigmoid(ld(dt[n]) + bias);
             ddt[n] = st<hk_bf16>(du);
             dbias += du;
             dD += dDrow[ob + i];
@@ -673,7 +653,7 @@ template <typename K> static int sf_smem_attr(hk_backend *hk, K kernel, size_t s
 
 template <int N>
 static void sf_fwd(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf16 *xbc, const hk_bf16 *dt,
-                   const float *dt_bias, const float *A_log, const float *Dskip, const sf_geom &s) {
+                   const float *dt_bias, const float *A_log, const float *Dskip, const ssd_geom &s) {
     /* bht rounded up to 4 floats: the state buffers after it are read as float4 */
     const size_t bht = ((size_t)s.B * s.H * s.T + 3) & ~(size_t)3, nst = (size_t)s.B * s.nc * s.H * s.PN;
     float *scr = (float *)hk_cuda_scratch(hk, sizeof(float) * (2 * bht + nst));
@@ -697,7 +677,7 @@ static void sf_fwd(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf16 *xbc
 template <int N>
 static void sf_bwd(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bias, float *dA_log, float *dDskip,
                    const hk_bf16 *dy, const float *states, const hk_bf16 *xbc, const hk_bf16 *dt, const float *dt_bias,
-                   const float *A_log, const float *Dskip, const sf_geom &s) {
+                   const float *A_log, const float *Dskip, const ssd_geom &s) {
     /* bht rounded up to 4 floats: the state buffers after it are read as float4 */
     const size_t bht = ((size_t)s.B * s.H * s.T + 3) & ~(size_t)3, nst = (size_t)s.B * s.nc * s.H * s.PN;
     const size_t npart = (size_t)s.H * s.B * s.nc * 3;
@@ -737,7 +717,7 @@ extern "C" void hk_cuda_ssd_fast_fwd(hk_backend *hk, void *y, void *states, cons
         return;
     }
     if (!sf_check(hk, d, "ssd_fast_fwd", y, states, xbc)) return;
-    const sf_geom s = sf_make(d);
+    const ssd_geom s = ssd_make(d);
     if (d.N == 64)
         sf_fwd<64>(hk, (hk_bf16 *)y, (float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,
                    (const float *)dt_bias, (const float *)A_log, (const float *)Dskip, s);
@@ -754,7 +734,7 @@ extern "C" void hk_cuda_ssd_fast_bwd(hk_backend *hk, void *dxbc, void *ddt, void
         return;
     }
     if (!sf_check(hk, d, "ssd_fast_bwd", dxbc, dy, xbc) || !sf_check(hk, d, "ssd_fast_bwd", states, dxbc, dy)) return;
-    const sf_geom s = sf_make(d);
+    const ssd_geom s = ssd_make(d);
     if (d.N == 64)
         sf_bwd<64>(hk, (hk_bf16 *)dxbc, (hk_bf16 *)ddt, (float *)ddt_bias, (float *)dA_log, (float *)dDskip,
                    (const hk_bf16 *)dy, (const float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,

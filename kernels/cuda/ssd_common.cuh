@@ -1,0 +1,29 @@
+/* kernels/cuda/ssd_common.cuh — what the two SSD implementations share: the
+ * geometry of an hk_ssd_dims problem (row width W = H·P + 2·G·N of xbc, chunk
+ * count) and the scalar functions of Δ = softplus(dt + dt_bias). */
+#ifndef HLAB_KERNELS_CUDA_SSD_COMMON_CUH
+#define HLAB_KERNELS_CUDA_SSD_COMMON_CUH
+
+#include "kernels/cuda/common.cuh"
+
+struct ssd_geom {
+    int B, T, H, P, G, N, Q, nc, hpg;
+    size_t W, HP, PN;
+};
+
+static inline ssd_geom ssd_make(hk_ssd_dims d) {
+    ssd_geom s;
+    s.B = d.B, s.T = d.T, s.H = d.H, s.P = d.P, s.G = d.G, s.N = d.N, s.Q = d.chunk;
+    s.nc = (d.T + d.chunk - 1) / d.chunk, s.hpg = d.H / d.G;
+    s.W = (size_t)d.H * d.P + 2 * (size_t)d.G * d.N, s.HP = (size_t)d.H * d.P, s.PN = (size_t)d.P * d.N;
+    return s;
+}
+
+__device__ __forceinline__ float ssd_softplus(float u) { return u > 0.0f ? u + log1pf(expf(-u)) : log1pf(expf(u)); }
+__device__ __forceinline__ float ssd_sigmoid(float u) {
+    if (u >= 0.0f) return 1.0f / (1.0f + expf(-u));
+    const float e = expf(u);
+    return e / (1.0f + e);
+}
+
+#endif
