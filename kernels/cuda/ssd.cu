@@ -530,18 +530,6 @@ __global__ void ssd_bwd_final_kernel(T *ddt, float *partial, const float *dSout,
     pp[0] = dbias, pp[1] = dA * A, pp[2] = dD;
 }
 
-__global__ void ssd_param_sum_kernel(float *ddt_bias, float *dA_log, float *dDskip, const float *partial, int H,
-                                     int count) {
-    const int h = blockIdx.x * blockDim.x + threadIdx.x;
-    if (h >= H) return;
-    float a = 0.0f, bb = 0.0f, cc = 0.0f;
-    for (int k = 0; k < count; k++) {
-        const float *p = partial + ((size_t)h * count + k) * 3;
-        a += p[0], bb += p[1], cc += p[2];
-    }
-    ddt_bias[h] += a, dA_log[h] += bb, dDskip[h] += cc;
-}
-
 /* ---- host ---------------------------------------------------------------------------------- */
 
 static int ssd_check(hk_backend *hk, hk_ssd_dims d, const char *op, size_t smem) {

@@ -26,4 +26,19 @@ __device__ __forceinline__ float ssd_sigmoid(float u) {
     return e / (1.0f + e);
 }
 
+/* Per-head parameter gradients from per-(head, batch, chunk) partials
+ * [H][count][3] = (d dt_bias, d A_log, d D), summed in a fixed order (no
+ * atomics: the same inputs give the same bits); += into the R buffers. */
+static __global__ void ssd_param_sum_kernel(float *ddt_bias, float *dA_log, float *dDskip, const float *partial,
+                                            int H, int count) {
+    const int h = blockIdx.x * blockDim.x + threadIdx.x;
+    if (h >= H) return;
+    float a = 0.0f, bb = 0.0f, cc = 0.0f;
+    for (int k = 0; k < count; k++) {
+        const float *p = partial + ((size_t)h * count + k) * 3;
+        a += p[0], bb += p[1], cc += p[2];
+    }
+    ddt_bias[h] += a, dA_log[h] += bb, dDskip[h] += cc;
+}
+
 #endif

@@ -611,18 +611,6 @@ __global__ void sf_bwd_final_kernel(hk_bf16 *ddt, float *partial, const float *d
     }
 }
 
-__global__ void sf_param_sum_kernel(float *ddt_bias, float *dA_log, float *dDskip, const float *partial, int H,
-                                    int count) {
-    const int h = blockIdx.x * blockDim.x + threadIdx.x;
-    if (h >= H) return;
-    float a = 0.0f, bb = 0.0f, cc = 0.0f;
-    for (int k = 0; k < count; k++) {
-        const float *p = partial + ((size_t)h * count + k) * 3;
-        a += p[0], bb += p[1], cc += p[2];
-    }
-    ddt_bias[h] += a, dA_log[h] += bb, dDskip[h] += cc;
-}
-
 /* ---- host -------------------------------------------------------------------------------------- */
 
 /* 1: run the fast path; 0: a failure was recorded. */
@@ -706,7 +694,7 @@ static void sf_bwd(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bias,
     sf_bwd_final_kernel<<<dim3(s.nc, s.H, s.B), 256, 0, st_>>>(ddt, partial, dSout, states, ddelta, dcum_j, dcum_i,
                                                               rlast, dDrow, dt, dt_bias, A_log, delta, cum, s);
     if (hk_cuda_check_launch(hk, "ssd_fast_bwd decay chain")) return;
-    sf_param_sum_kernel<<<(s.H + 127) / 128, 128, 0, st_>>>(ddt_bias, dA_log, dDskip, partial, s.H, s.B * s.nc);
+    ssd_param_sum_kernel<<<(s.H + 127) / 128, 128, 0, st_>>>(ddt_bias, dA_log, dDskip, partial, s.H, s.B * s.nc);
     hk_cuda_check_launch(hk, "ssd_fast_bwd parameters");
 }
 
