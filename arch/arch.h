@@ -152,7 +152,8 @@ void hlab_model_params_changed(hlab_model *m);
 
 /* Forward on host tokens/targets [B*T] (int32, uploaded here). With targets,
  * *loss gets the mean cross-entropy + Σ MoE aux (and *aux the aux part alone;
- * either pointer may be NULL). targets == NULL: logits only. Rows used: Bn ≤ B. */
+ * either pointer may be NULL: with both NULL nothing is read back, see
+ * hlab_model_loss_dev). targets == NULL: logits only. Rows used: Bn ≤ B. */
 int hlab_model_forward(hlab_model *m, const int32_t *tokens, const int32_t *targets, int Bn, float *loss,
                        float *aux, hlab_err *err);
 /* Backward of the last forward (with targets); grads accumulate (+=).
@@ -162,8 +163,14 @@ void hlab_model_zero_grads(hlab_model *m);
 /* Per-token losses of the last forward, host copy (N = Bn*T floats). */
 int hlab_model_token_losses(hlab_model *m, float *out, hlab_err *err);
 /* The last forward's loss (mean CE + Σ MoE aux) in double precision: the
- * float64 finite-difference tests need more digits than *loss carries. */
+ * float64 finite-difference tests need more digits than *loss carries. Reads
+ * it back from the device (a sync on a GPU). */
 double hlab_model_last_loss(const hlab_model *m);
+/* The same, left on the device: F64 [2] {loss, aux part} in backend memory,
+ * written by every forward with targets (hk->loss_reduce). Forwards with
+ * loss == aux == NULL never wait for the device: a training step reads this
+ * at its end instead. */
+const void *hlab_model_loss_dev(const hlab_model *m);
 hk_backend *hlab_model_backend(hlab_model *m);
 
 #ifdef __cplusplus

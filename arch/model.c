@@ -30,6 +30,7 @@ typedef struct {
     void *fa, *fm, *fa_rstd, *fm_rstd, *cat, *g, *mix;                    /* parallel fusion */
     void *u, *ln2, *ln2_mean, *ln2_rstd, *h13, *sw, *ch_out, *moe_cache; /* channel */
     hk_moe_dims md;
+    int aux_slot; /* MoE layers: index of this layer's aux loss in the model's aux [n_moe] */
 } layer_state;
 
 struct hlab_model {
@@ -46,14 +47,14 @@ struct hlab_model {
     /* activations */
     void *arena;
     void **res;         /* L+1 residual stream buffers [N,D] */
-    void *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *aux; /* aux R [L] */
+    void *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *aux; /* aux R [n_moe]: the MoE layers' in order */
+    void *loss_stat; /* F64 [2] {loss, aux part} of the last forward with targets (loss_reduce) */
+    int n_moe;
     int32_t *tokens, *targets; /* device copies */
     /* scratch gradients (sizes: the max over layers) */
     void *dres, *dx, *scratch1, *scratch2, *scratch3, *d_xbc, *d_xbc_pre, *d_dt, *da, *dm, *dg;
-    /* host scratch */
-    double *host_losses, *host_aux;
     int last_Bn, last_has_targets, losses_valid; /* losses_valid: losses hold the last forward's */
-    double last_loss; /* mean CE + Σ aux of the last forward with targets, in double */
+    int dlogits_ready; /* the forward left d(loss)/d(logits) over the logits (xent_fwd_bwd) */
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
@@ -171,7 +172,8 @@ static void plan(hlab_model *m, arena *ar) {
     m->lnf_rstd = take(ar, N * rs);
     m->logits = take(ar, N * V * as);
     m->losses = take(ar, N * rs);
-    m->aux = take(ar, (size_t)m->c.n_layers * rs);
+    m->aux = take(ar, (size_t)(m->n_moe > 0 ? m->n_moe : 1) * rs);
+    m->loss_stat = take(ar, 2 * sizeof(double));
     m->tokens = take(ar, N * sizeof(int32_t));
     m->targets = take(ar, N * sizeof(int32_t));
     m->dres = take(ar, N * D * as);
@@ -215,9 +217,7 @@ hlab_model *hlab_model_create(const hlab_model_config *cfg, hk_backend *hk, int 
     m->tensors = calloc((size_t)m->n_tensors, sizeof *m->tensors);
     m->layers = calloc((size_t)L, sizeof *m->layers);
     m->res = calloc((size_t)L + 1, sizeof *m->res);
-    m->host_losses = calloc((size_t)B * T, sizeof(double));
-    m->host_aux = calloc((size_t)L, sizeof(double));
-    if (!m->tensors || !m->layers || !m->res || !m->host_losses || !m->host_aux) {
+    if (!m->tensors || !m->layers || !m->res) {
         hlab_fail(err, HLAB_ENOMEM, "out of host memory for the model tables");
         goto fail;
     }
@@ -226,6 +226,7 @@ hlab_model *hlab_model_create(const hlab_model_config *cfg, hk_backend *hk, int 
     for (int l = 0; l < L; l++) {
         for (int r = 0; r < R_N_LAYER_ROLES; r++) m->layers[l].t[r] = -1;
         arch_layer_dims(&m->c, l, &m->layers[l].d);
+        m->layers[l].aux_slot = m->layers[l].d.channel == HLAB_CHANNEL_MOE ? m->n_moe++ : -1;
     }
     for (int i = 0; i < m->n_tensors; i++) {
         const arch_tensor *t = &m->tensors[i];
@@ -272,8 +273,6 @@ void hlab_model_destroy(hlab_model *m) {
     free(m->tensors);
     free(m->layers);
     free(m->res);
-    free(m->host_losses);
-    free(m->host_aux);
     free(m);
 }
 
@@ -340,6 +339,40 @@ static void norm_fwd(hlab_model *m, void *out, void *mean, void *rstd, const voi
         m->hk->layernorm_fwd(m->hk, out, mean, rstd, inp, w, b, N, m->c.d_model, m->c.norm_eps);
     else
         m->hk->rmsnorm_fwd(m->hk, out, rstd, inp, w, N, m->c.d_model, m->c.norm_eps);
+}
+/* The pre-norm that reads residual stream buffer res[l]: layer l's norm1, or the
+ * final norm after the last layer. */
+typedef struct {
+    void *out, *mean, *rstd;
+    const void *w, *b;
+} pre_norm;
+static pre_norm pre_norm_of_res(hlab_model *m, int l) {
+    pre_norm p;
+    if (l < m->c.n_layers) {
+        layer_state *L = &m->layers[l];
+        p.out = L->ln1;
+        p.mean = L->ln1_mean;
+        p.rstd = L->ln1_rstd;
+        p.w = param_r(m, l, R_NORM1_W);
+        p.b = param_r(m, l, R_NORM1_B);
+    } else {
+        p.out = m->lnf;
+        p.mean = m->lnf_mean;
+        p.rstd = m->lnf_rstd;
+        p.w = param_r(m, -1, R_FNORM_W);
+        p.b = param_r(m, -1, R_FNORM_B);
+    }
+    return p;
+}
+/* res_out = res_in + x, then the norm that reads res_out, in one pass over memory
+ * (same values as add then norm_fwd). The backward needs nothing extra: norm_bwd
+ * with accum = 1 adds the norm's path into dres, the gradient of both summands. */
+static void add_norm_fwd(hlab_model *m, void *res_out, const void *res_in, const void *x, pre_norm p, int N) {
+    hk_backend *hk = m->hk;
+    if (m->c.norm == HLAB_NORM_LAYER)
+        hk->add_layernorm_fwd(hk, res_out, p.out, p.mean, p.rstd, res_in, x, p.w, p.b, N, m->c.d_model, m->c.norm_eps);
+    else
+        hk->add_rmsnorm_fwd(hk, res_out, p.out, p.rstd, res_in, x, p.w, N, m->c.d_model, m->c.norm_eps);
 }
 static void norm_bwd(hlab_model *m, void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w,
                      const void *mean, const void *rstd, int N, int accum) {
@@ -522,25 +555,29 @@ int hlab_model_forward(hlab_model *m, const int32_t *tokens, const int32_t *targ
     if (rc) return rc;
     m->last_Bn = Bn;
     m->last_has_targets = m->losses_valid = targets != NULL;
+    m->dlogits_ready = 0;
     /* int32 travels as raw 4-byte elements: a same-dtype copy moves the bytes unchanged */
     hk->from_host(hk, m->tokens, HK_F32, tokens, HK_F32, (size_t)N);
     if (targets) hk->from_host(hk, m->targets, HK_F32, targets, HK_F32, (size_t)N);
 
     hk->embedding_fwd(hk, m->res[0], m->tokens, param_a(m, -1, R_EMBED), N, D);
+    /* Every residual add is fused with the pre-norm that reads its result: the next
+     * layer's norm1 (or the final norm) is computed at the end of this layer. */
+    pre_norm first = pre_norm_of_res(m, 0);
+    norm_fwd(m, first.out, first.mean, first.rstd, m->res[0], first.w, first.b, N);
     for (int l = 0; l < m->c.n_layers; l++) {
         layer_state *L = &m->layers[l];
         const arch_layer *d = &L->d;
         void *h = m->res[l], *out = m->res[l + 1];
-        norm_fwd(m, L->ln1, L->ln1_mean, L->ln1_rstd, h, param_r(m, l, R_NORM1_W), param_r(m, l, R_NORM1_B), N);
         if (d->attn) attn_fwd(m, l, L->ln1, Bn);
         if (d->mamba) mamba_fwd(m, l, L->ln1, Bn);
         if (d->kind == 'P') fuse_fwd(m, l, L->ln1, N);
         if (d->channel == HLAB_CHANNEL_NONE) {
-            hk->add(hk, out, h, L->mix, (size_t)N * D);
+            add_norm_fwd(m, out, h, L->mix, pre_norm_of_res(m, l + 1), N);
             continue;
         }
-        hk->add(hk, L->u, h, L->mix, (size_t)N * D);
-        norm_fwd(m, L->ln2, L->ln2_mean, L->ln2_rstd, L->u, param_r(m, l, R_NORM2_W), param_r(m, l, R_NORM2_B), N);
+        pre_norm n2 = {L->ln2, L->ln2_mean, L->ln2_rstd, param_r(m, l, R_NORM2_W), param_r(m, l, R_NORM2_B)};
+        add_norm_fwd(m, L->u, h, L->mix, n2, N);
         if (d->channel == HLAB_CHANNEL_DENSE) {
             hk->matmul_fwd(hk, L->h13, L->ln2, param_a(m, l, R_W13), NULL, N, D, 2 * m->c.d_ff);
             hk->swiglu_fwd(hk, L->sw, L->h13, N, m->c.d_ff);
@@ -548,32 +585,45 @@ int hlab_model_forward(hlab_model *m, const int32_t *tokens, const int32_t *targ
         } else {
             hk_moe_dims md = L->md;
             md.N = N;
-            hk->moe_fwd(hk, L->ch_out, offset_r(m, m->aux, (size_t)l), L->moe_cache, L->ln2, param_a(m, l, R_ROUTER),
+            hk->moe_fwd(hk, L->ch_out, offset_r(m, m->aux, (size_t)L->aux_slot), L->moe_cache, L->ln2, param_a(m, l, R_ROUTER),
                         param_a(m, l, R_EW13), param_a(m, l, R_EW2), param_a(m, l, R_SW13), param_a(m, l, R_SW2), md);
         }
-        hk->add(hk, out, L->u, L->ch_out, (size_t)N * D);
+        add_norm_fwd(m, out, L->u, L->ch_out, pre_norm_of_res(m, l + 1), N);
     }
-    norm_fwd(m, m->lnf, m->lnf_mean, m->lnf_rstd, m->res[m->c.n_layers], param_r(m, -1, R_FNORM_W), param_r(m, -1, R_FNORM_B), N);
     void *Wh = m->c.tied_head ? param_a(m, -1, R_EMBED) : param_a(m, -1, R_HEAD);
     hk->matmul_fwd(hk, m->logits, m->lnf, Wh, NULL, N, D, V);
     if (!targets) return hk->check(hk, err);
 
-    hk->xent_fwd(hk, m->losses, m->logits, m->targets, N, V);
-    hk->to_host(hk, m->host_losses, HK_F64, m->losses, hk->real, (size_t)N);
-    hk->to_host(hk, m->host_aux, HK_F64, m->aux, hk->real, (size_t)m->c.n_layers);
+    /* A forward that reads nothing back is the training step's (train/loop.c): its
+     * backward follows, so one pass over the logits writes the losses and, in place,
+     * the backward's d(mean CE)/d(logits) (read and write once instead of reading
+     * twice). A forward that asks for the loss (evaluation) runs xent_fwd alone; a
+     * backward after it runs xent_bwd. */
+    if (!loss && !aux && hk->xent_fwd_bwd) {
+        hk->xent_fwd_bwd(hk, m->losses, m->logits, m->logits, m->targets, 1.0f / N, N, V);
+        m->dlogits_ready = 1;
+    } else {
+        hk->xent_fwd(hk, m->losses, m->logits, m->targets, N, V);
+    }
+    /* The loss stays on the device: a training step reads it back only at its end. */
+    hk->loss_reduce(hk, m->loss_stat, m->losses, N, m->n_moe ? m->aux : NULL, m->n_moe);
+    if (!loss && !aux) return hk->check(hk, err);
+    double host[2] = {NAN, NAN};
+    hk->to_host(hk, host, HK_F64, m->loss_stat, HK_F64, 2);
     if ((rc = hk->check(hk, err))) return rc;
-    double ce = 0, aux_sum = 0;
-    for (int i = 0; i < N; i++) ce += m->host_losses[i];
-    for (int l = 0; l < m->c.n_layers; l++)
-        if (m->layers[l].d.channel == HLAB_CHANNEL_MOE) aux_sum += m->host_aux[l];
-    ce /= N;
-    m->last_loss = ce + aux_sum;
-    if (loss) *loss = (float)(ce + aux_sum);
-    if (aux) *aux = (float)aux_sum;
+    if (loss) *loss = (float)host[0];
+    if (aux) *aux = (float)host[1];
     return HLAB_OK;
 }
 
-double hlab_model_last_loss(const hlab_model *m) { return m->last_loss; }
+const void *hlab_model_loss_dev(const hlab_model *m) { return m->loss_stat; }
+
+/* A read-back (a host-device sync on a GPU): for tests and evaluation, not for the step. */
+double hlab_model_last_loss(const hlab_model *m) {
+    double host[2] = {NAN, NAN};
+    m->hk->to_host(m->hk, host, HK_F64, m->loss_stat, HK_F64, 2);
+    return host[0];
+}
 
 int hlab_model_backward(hlab_model *m, hlab_err *err) {
     hk_backend *hk = m->hk;
@@ -581,9 +631,9 @@ int hlab_model_backward(hlab_model *m, hlab_err *err) {
         return hlab_fail(err, HLAB_EINVAL, "backward needs a forward with targets first");
     const int Bn = m->last_Bn, N = Bn * m->T, D = m->c.d_model, V = m->c.vocab_size;
 
-    /* loss = mean CE: d(logits) in place */
-    hk->xent_bwd(hk, m->logits, m->logits, m->targets, 1.0f / N, N, V);
-    m->last_has_targets = 0; /* the logits are gone: one backward per forward */
+    /* loss = mean CE: d(logits) in place, unless the forward already wrote it */
+    if (!m->dlogits_ready) hk->xent_bwd(hk, m->logits, m->logits, m->targets, 1.0f / N, N, V);
+    m->last_has_targets = m->dlogits_ready = 0; /* the logits are gone: one backward per forward */
     if (m->c.tied_head)
         hk->matmul_bwd(hk, m->dx, grad_r(m, -1, R_EMBED), NULL, m->logits, m->lnf, param_a(m, -1, R_EMBED), N, D, V, 0);
     else

@@ -14,6 +14,8 @@
  *      optimizer state, norm statistics (rstd, mean, lse), losses, vector parameters
  *      (norm scales/biases, linear biases, conv weights/biases, A_log, dt_bias, D)
  *   I  int32 (tokens, targets)
+ *   F64 double on every backend: the few step statistics (loss_reduce, grad_clip_scale,
+ *      adamw's scale_dev) that stay on the device until the step ends
  * CPU: A = R = float (cpu) or double (cpu-f64). CUDA: R = float, A = bf16 or float.
  *
  * Shapes. N = B*T token rows, row-major, token n = b*T + t. Sizes are in elements.
@@ -114,6 +116,16 @@ struct hk_backend {
                           const void *b, int N, int C, float eps);
     void (*layernorm_bwd)(hk_backend *hk, void *dinp, void *dw, void *db, const void *dout, const void *inp,
                           const void *w, const void *mean, const void *rstd, int N, int C, int accum);
+    /* Residual add fused with the next pre-norm, one pass over the rows:
+     *   res_out A [N,C] = res_in + x  (rounded to A), then
+     *   out = rmsnorm_fwd(res_out) (resp. layernorm_fwd), statistics from the rounded res_out,
+     * so the results equal add() followed by the norm, bit for bit on the CPU. res_out may
+     * alias res_in or x; out aliases nothing. No backward op: the norm's backward on res_out
+     * with accum = 1 adds into the residual gradient, which is d(res_in) = d(x). */
+    void (*add_rmsnorm_fwd)(hk_backend *hk, void *res_out, void *out, void *rstd, const void *res_in, const void *x,
+                            const void *w, int N, int C, float eps);
+    void (*add_layernorm_fwd)(hk_backend *hk, void *res_out, void *out, void *mean, void *rstd, const void *res_in,
+                              const void *x, const void *w, const void *b, int N, int C, float eps);
 
     /* ---- attention over packed qkv ----------------------------------------
      * qkv A [N, (Hq + 2 Hkv) dh]: each row is [q heads | k heads | v heads],
@@ -202,16 +214,48 @@ struct hk_backend {
     /* dlogits A [N,V] = dloss · (softmax(logits) − onehot); dlogits may alias logits */
     void (*xent_bwd)(hk_backend *hk, void *dlogits, const void *logits, const int32_t *targets, float dloss,
                      int N, int V);
+    /* xent_fwd and xent_bwd in one pass over the logits (a training forward whose
+     * backward follows): losses R [N] as xent_fwd, dlogits A [N,V] as xent_bwd with
+     * dloss; dlogits may alias logits. The CPU backends give the bits of the two
+     * separate calls. */
+    void (*xent_fwd_bwd)(hk_backend *hk, void *losses, void *dlogits, const void *logits, const int32_t *targets,
+                         float dloss, int N, int V);
 
     /* ---- optimiser ----------------------------------------------------------- */
-    /* Σ grads² over n elements of R, returned to the host (synchronous). */
+    /* Σ grads² over n elements of R, returned to the host (synchronous: not used by the
+     * training step, which calls grad_clip_scale instead). */
     double (*sumsq)(hk_backend *hk, const void *x, size_t n);
     /* AdamW on n elements of R (step is 1-based; bias-corrected moments):
-     *   g = grad_scale · grads; m = b1 m + (1−b1) g; v = b2 v + (1−b2) g²
+     *   g = s · grads; m = b1 m + (1−b1) g; v = b2 v + (1−b2) g²
      *   p −= lr · ( m̂ / (√v̂ + eps) + wd · p )
-     * mirror (A, or NULL): receives the updated p converted to A. */
+     * s = grad_scale when scale_dev is NULL. Otherwise scale_dev is an F64 [1] in backend
+     * memory (grad_clip_scale's stat[2]) read on the device, s = (float)*scale_dev, and
+     * grad_scale is ignored; a non-finite *scale_dev skips the update: params, m, v and
+     * mirror are left untouched (a diverged step changes nothing, decided without a
+     * read-back). mirror (A, or NULL): receives the updated p converted to A. */
     void (*adamw)(hk_backend *hk, void *params, const void *grads, void *m, void *v, void *mirror, size_t n,
-                  float lr, float b1, float b2, float eps, float wd, int step, float grad_scale);
+                  float lr, float b1, float b2, float eps, float wd, int step, float grad_scale,
+                  const void *scale_dev);
+
+    /* ---- step statistics ------------------------------------------------------
+     * A training step keeps its scalars on the device and reads them back once, at
+     * its end (docs/TRAINING.md). They are F64 on every backend (not R), so they are
+     * the same doubles the host computed when the sums ran on the host: the CPU
+     * backends sum in the same order, bit for bit. Outputs must not overlap inputs. */
+    /* stat F64 [2] = { Σ_n losses[n] / N + Σ_j aux[j],  Σ_j aux[j] }: the loss (mean
+     * cross-entropy + MoE aux) and its aux part. losses R [N]; aux R [n_aux], NULL when
+     * n_aux = 0. Sums in double, fixed order (CPU: n = 0, 1, ...; j = 0, 1, ...). */
+    void (*loss_reduce)(hk_backend *hk, void *stat, const void *losses, int N, const void *aux, int n_aux);
+    /* Gradient norm and clip scale of one optimizer step, left on the device for adamw.
+     * grads R [n]: the sum of n_micro micro-batch gradients; micro_loss F64 [n_micro]:
+     * each micro-batch's loss_reduce stat[0]. Writes stat F64 [3]:
+     *   stat[0] loss  = (Σ_k (double)(float)micro_loss[k]) / n_micro, k in order
+     *                   (each micro-batch loss as the float hlab_model_forward reports)
+     *   stat[1] norm  = √(Σ grads²) / n_micro, the sum as sumsq forms it
+     *   stat[2] scale = (float)(1/n_micro · (clip > 0 && norm > clip ? clip / norm : 1)),
+     *                   NaN when loss or norm is not finite (adamw then skips the step). */
+    void (*grad_clip_scale)(hk_backend *hk, void *stat, const void *grads, size_t n, const void *micro_loss,
+                            int n_micro, float clip);
 };
 
 /* ---- opening backends ------------------------------------------------------ */
@@ -224,6 +268,45 @@ int hk_cuda_available(void); /* number of CUDA devices usable now (0 without CUD
 /* "cpu", "cpu-f64", "cuda", "cuda:N", or "auto" (cuda:0 where a GPU is present, else cpu). */
 hk_backend *hk_open(const char *spec, hlab_err *err);
 void hk_destroy(hk_backend *hk); /* NULL-safe */
+
+/* ==== profiling wrapper (kernels/profile.c) ======================================
+ * hk_profile_wrap(inner) returns a backend that runs every op of `inner` and, while
+ * enabled (the default), times each one alone: it syncs inner, reads the host
+ * monotonic clock, calls the op, syncs again, and adds to the op's counters the
+ * calls, seconds, and the FLOPs and bytes the call needs at minimum (profile.c
+ * lists the conventions). The syncs add launch latency to every op: small ops
+ * look slower than they are inside an unprofiled step.
+ * Ownership: the wrapper takes `inner`; hk_destroy(wrapper) destroys both. On
+ * failure it returns NULL and the caller still owns `inner`. Memory from the
+ * wrapper's alloc is inner memory (free it through either).
+ * Fields the wrapper does not know (ops added later) keep the inner functions and
+ * are called with the wrapper as hk: the wrapper shares inner's `impl`, `name`
+ * and dtypes, so a backend must find its state through hk->impl, not by casting hk.
+ * Counters live in the wrapper; one thread drives it. */
+#define HK_PROFILE_MAX_OPS 64
+typedef struct {
+    const char *op;  /* the hk_backend field: "matmul_fwd" (static string) */
+    int64_t calls;
+    double seconds;  /* host wall time, inner synced before and after each call */
+    double flops;    /* minimum FLOPs (matrix work; 0 for elementwise, norm, loss, optimiser ops) */
+    double bytes;    /* minimum bytes: each input read once, each output written once, in its dtype */
+    int host_link;   /* 1: the bytes cross the host link (from_host, to_host): no device floor */
+} hk_profile_op;
+hk_backend *hk_profile_wrap(hk_backend *inner, hlab_err *err);
+int hk_profile_is(const hk_backend *hk);         /* 1 for a wrapper made by hk_profile_wrap */
+hk_backend *hk_profile_inner(hk_backend *hk);    /* the wrapped backend; NULL if hk is not a wrapper */
+void hk_profile_enable(hk_backend *hk, int on);  /* off: ops run straight through, untimed, uncounted */
+void hk_profile_reset(hk_backend *hk);           /* zeroes every counter */
+/* Copies the counters of the ops called since the last reset (table order) into
+ * ops[0 .. cap); returns how many ops were called (may exceed cap). */
+int hk_profile_read(hk_backend *hk, hk_profile_op *ops, int cap);
+/* The FLOP conventions, for tests and reports: visible (query, key) pairs of a
+ * causal (windowed) attention call; its FLOPs = 4·dh·Hq·pairs forward, 2.5× that
+ * backward (FlashAttention's convention); SSD FLOPs in kernels/cpu/ssd.c's form. */
+double hk_profile_attention_pairs(hk_attn_dims d);
+double hk_profile_attention_flops(hk_attn_dims d, int backward);
+double hk_profile_ssd_flops(hk_ssd_dims d, int backward);
+/* ==== end of profiling wrapper ==================================================== */
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,10 @@
  *  - Gradient accumulation: each micro-batch's backward adds the gradient of
  *    its mean loss; AdamW's grad_scale divides by the micro-batch count and
  *    applies clipping in the same pass (no extra sweep over the gradients).
+ *  - A step does not wait for the device until its end: the losses, the
+ *    gradient norm and the clip scale stay in a few device doubles (loss_reduce,
+ *    grad_clip_scale, adamw's scale_dev; a non-finite loss or norm makes AdamW
+ *    skip on the device), and one read-back of (loss, norm) closes the step.
  *  - Parameters [0, n_decay) take weight decay, the rest do not (arch/ puts
  *    every decayed tensor first).
  *  - Validation uses fixed windows (hlab_dataset_val_batch) and the pure
@@ -82,6 +86,10 @@ typedef struct {
     hlab_model *m;
     hk_backend *hk;
     void *adam_m, *adam_v; /* R, n elements each */
+    /* F64 [STAT_MICRO + grad_accum]: grad_clip_scale's {loss, norm, scale}, then each
+     * micro-batch's loss; the host reads {loss, norm} once per step. */
+    void *stats;
+    int grad_accum;
     int64_t n, n_decay;
     int B, T;
     int32_t *tokens, *targets;
@@ -91,6 +99,7 @@ static void trainer_free(trainer *tr) {
     if (tr->hk) {
         if (tr->adam_m) tr->hk->free(tr->hk, tr->adam_m);
         if (tr->adam_v) tr->hk->free(tr->hk, tr->adam_v);
+        if (tr->stats) tr->hk->free(tr->hk, tr->stats);
     }
     free(tr->tokens);
     free(tr->targets);
@@ -98,14 +107,17 @@ static void trainer_free(trainer *tr) {
     memset(tr, 0, sizeof *tr);
 }
 
-/* Creates the model on hk (resolved cfg), initialises it from seed, and the
- * zeroed AdamW moments. */
-static int trainer_open(trainer *tr, const hlab_model_config *cfg, hk_backend *hk, int B, int T, uint64_t seed,
-                        hlab_err *err) {
+enum { STAT_LOSS = 0, STAT_NORM = 1, STAT_SCALE = 2, STAT_MICRO = 3 }; /* trainer.stats, in doubles */
+
+/* Creates the model on hk (resolved cfg), initialises it from seed, the zeroed
+ * AdamW moments and the step statistics for grad_accum micro-batches. */
+static int trainer_open(trainer *tr, const hlab_model_config *cfg, hk_backend *hk, int B, int T, int grad_accum,
+                        uint64_t seed, hlab_err *err) {
     memset(tr, 0, sizeof *tr);
     tr->hk = hk;
     tr->B = B;
     tr->T = T;
+    tr->grad_accum = grad_accum;
     tr->m = hlab_model_create(cfg, hk, B, T, err);
     if (!tr->m) return err ? err->code : HLAB_EINVAL;
     int rc = hlab_model_init(tr->m, seed, err);
@@ -116,41 +128,42 @@ static int trainer_open(trainer *tr, const hlab_model_config *cfg, hk_backend *h
     size_t bytes = (size_t)tr->n * hk_dtype_size(hk->real);
     tr->adam_m = hk->alloc(hk, bytes);
     tr->adam_v = hk->alloc(hk, bytes);
+    tr->stats = hk->alloc(hk, (STAT_MICRO + (size_t)grad_accum) * sizeof(double));
     tr->tokens = malloc((size_t)B * T * sizeof *tr->tokens);
     tr->targets = malloc((size_t)B * T * sizeof *tr->targets);
     if (!tr->tokens || !tr->targets) return hlab_fail(err, HLAB_ENOMEM, "out of host memory for the token batch");
     if ((rc = hk->check(hk, err))) return rc;
     hk->zero(hk, tr->adam_m, bytes);
     hk->zero(hk, tr->adam_v, bytes);
+    hk->zero(hk, tr->stats, (STAT_MICRO + (size_t)grad_accum) * sizeof(double));
     return hk->check(hk, err);
 }
 
 /* One optimizer step. *loss: mean over micro-batches (incl. MoE aux);
  * *grad_norm: global norm of the averaged gradient, before clipping.
- * A non-finite loss or gradient leaves the parameters untouched. */
+ * A non-finite loss or gradient leaves the parameters untouched (AdamW skips on
+ * the device). The host waits for the device once, at the end (the read-back of
+ * loss and norm); *lr_out is set when the step updated the parameters. */
 static int train_step(trainer *tr, const hlab_train_config *tc, int step, batch_fn next_batch, void *ctx,
                       double *loss, double *grad_norm, double *lr_out, hlab_err *err) {
     hk_backend *hk = tr->hk;
     int rc;
-    double loss_sum = 0;
+    if (tc->grad_accum != tr->grad_accum)
+        return hlab_fail(err, HLAB_EINVAL, "train_step: %d micro-batches, the trainer was opened for %d", tc->grad_accum,
+                         tr->grad_accum);
+    char *stats = tr->stats;
     hlab_model_zero_grads(tr->m);
     for (int micro = 0; micro < tc->grad_accum; micro++) {
         if ((rc = next_batch(ctx, step, micro, tr->tokens, tr->targets, err))) return rc;
-        float l;
-        if ((rc = hlab_model_forward(tr->m, tr->tokens, tr->targets, tr->B, &l, NULL, err))) return rc;
+        if ((rc = hlab_model_forward(tr->m, tr->tokens, tr->targets, tr->B, NULL, NULL, err))) return rc;
+        hk->convert(hk, stats + (STAT_MICRO + micro) * sizeof(double), HK_F64, hlab_model_loss_dev(tr->m), HK_F64, 1);
         if ((rc = hlab_model_backward(tr->m, err))) return rc;
-        loss_sum += l;
     }
-    *loss = loss_sum / tc->grad_accum;
     void *grads = hlab_model_grads(tr->m);
-    double norm = sqrt(hk->sumsq(hk, grads, (size_t)tr->n)) / tc->grad_accum;
-    *grad_norm = norm;
-    if ((rc = hk->check(hk, err))) return rc;
-    if (!isfinite(*loss) || !isfinite(norm)) return HLAB_OK; /* caller reports the divergence */
-    double scale = 1.0 / tc->grad_accum;
-    if (tc->grad_clip > 0 && norm > tc->grad_clip) scale *= tc->grad_clip / norm;
+    hk->grad_clip_scale(hk, stats, grads, (size_t)tr->n, stats + STAT_MICRO * sizeof(double), tc->grad_accum,
+                        tc->grad_clip);
+    const void *scale = stats + STAT_SCALE * sizeof(double);
     double lr = hlab_lr_at(tc, step);
-    *lr_out = lr;
     size_t rs = hk_dtype_size(hk->real), as = hk_dtype_size(hk->act);
     char *params = hlab_model_params(tr->m), *mirror = hlab_model_mirror(tr->m);
     if (mirror == params) mirror = NULL; /* A == R: the ops read the master weights */
@@ -158,11 +171,18 @@ static int train_step(trainer *tr, const hlab_train_config *tc, int step, batch_
     size_t nd = (size_t)tr->n_decay, nr = (size_t)(tr->n - tr->n_decay);
     if (nd)
         hk->adamw(hk, params, g, mm, vv, mirror, nd, (float)lr, tc->beta1, tc->beta2, tc->eps, tc->weight_decay, step,
-                  (float)scale);
+                  1.0f, scale);
     if (nr)
         hk->adamw(hk, params + nd * rs, g + nd * rs, mm + nd * rs, vv + nd * rs, mirror ? mirror + nd * as : NULL, nr,
-                  (float)lr, tc->beta1, tc->beta2, tc->eps, 0.0f, step, (float)scale);
-    return hk->check(hk, err);
+                  (float)lr, tc->beta1, tc->beta2, tc->eps, 0.0f, step, 1.0f, scale);
+    /* The step's one read-back: what the log, the metrics and the divergence check need. */
+    double host[2] = {NAN, NAN};
+    hk->to_host(hk, host, HK_F64, stats, HK_F64, 2);
+    if ((rc = hk->check(hk, err))) return rc;
+    *loss = host[STAT_LOSS];
+    *grad_norm = host[STAT_NORM];
+    if (isfinite(*loss) && isfinite(*grad_norm)) *lr_out = lr; /* else the caller reports the divergence */
+    return HLAB_OK;
 }
 
 /* ---- training on a dataset -------------------------------------------------------- */
@@ -249,7 +269,7 @@ int hlab_train_run_polled(const hlab_model_config *cfg_in, const hlab_train_conf
                        dc->train, (long long)hlab_dataset_tokens(data, 0), tc->seq_len + 1);
         goto out;
     }
-    if ((rc = trainer_open(&tr, &cfg, hk, tc->batch, tc->seq_len, tc->seed, err))) goto out;
+    if ((rc = trainer_open(&tr, &cfg, hk, tc->batch, tc->seq_len, tc->grad_accum, tc->seed, err))) goto out;
 
     hlab_checkpoint_meta meta = {.step = 0, .seed = tc->seed, .run_hash = hlab_train_run_hash(&cfg, tc, dc),
                                  .first_loss = NAN};
@@ -385,10 +405,19 @@ static int cmp_double(const void *a, const void *b) {
 
 int hlab_bench_model(const hlab_model_config *cfg_in, hk_backend *hk, int B, int T, int warmup, int steps, uint64_t seed,
                      hlab_bench_result *res, hlab_err *err) {
+    return hlab_bench_model_profiled(cfg_in, hk, B, T, warmup, steps, 0, seed, res, err);
+}
+
+int hlab_bench_model_profiled(const hlab_model_config *cfg_in, hk_backend *hk, int B, int T, int warmup, int steps,
+                              int profile_steps, uint64_t seed, hlab_bench_result *res, hlab_err *err) {
     memset(res, 0, sizeof *res);
     if (B < 1 || T < 1 || warmup < 0 || steps < 1)
         return hlab_fail(err, HLAB_EINVAL, "bench: batch %d, length %d and steps %d must be positive, warm-up %d >= 0", B, T,
                          steps, warmup);
+    if (profile_steps < 0 || (profile_steps > 0 && !hk_profile_is(hk)))
+        return hlab_fail(err, HLAB_EINVAL, "bench: %d profiled steps need a profiling backend (hk_profile_wrap)",
+                         profile_steps);
+    if (profile_steps > 0) hk_profile_enable(hk, 0); /* else a wrapper keeps its state: all steps profiled if on */
     hlab_model_config cfg = *cfg_in;
     int rc = hlab_model_config_resolve(&cfg, err);
     if (rc) return rc;
@@ -401,7 +430,7 @@ int hlab_bench_model(const hlab_model_config *cfg_in, hk_backend *hk, int B, int
     tc.seq_len = T;
     tc.lr = 1e-4f; /* small: a benchmark must not diverge on random tokens */
     trainer tr;
-    if ((rc = trainer_open(&tr, &cfg, hk, B, T, seed, err))) goto out;
+    if ((rc = trainer_open(&tr, &cfg, hk, B, T, tc.grad_accum, seed, err))) goto out;
     random_source src;
     hlab_rng_seed(&src.rng, seed ^ 0x5bd1e995u);
     src.B = B;
@@ -426,6 +455,23 @@ int hlab_bench_model(const hlab_model_config *cfg_in, hk_backend *hk, int B, int
         res->step_s_median = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
         res->tokens_per_s = (double)B * T / res->step_s_median;
         res->peak_bytes = (int64_t)hk->peak_bytes(hk);
+    }
+    if (!rc && profile_steps > 0) {
+        /* After the timed steps, so their median and the peak are the unprofiled ones;
+         * steps past the schedule's end run at its final lr. */
+        hk_profile_reset(hk);
+        hk_profile_enable(hk, 1);
+        double t0 = hlab_now_s();
+        for (int s = warmup + steps + 1; s <= warmup + steps + profile_steps && !rc; s++) {
+            double loss = NAN, gn = NAN, lr = 0;
+            rc = train_step(&tr, &tc, s, random_batch, &src, &loss, &gn, &lr, err);
+            if (!rc) rc = hk->sync(hk, err);
+        }
+        hk_profile_enable(hk, 0);
+        if (!rc) {
+            res->profile_steps = profile_steps;
+            res->profile_step_s = (hlab_now_s() - t0) / profile_steps;
+        }
     }
     free(times);
 out:
@@ -463,5 +509,29 @@ int hlab_bench_matmul(hk_backend *hk, int n, int reps, double *flops_per_s, hlab
     if (a) hk->free(hk, a);
     if (w) hk->free(hk, w);
     if (out) hk->free(hk, out);
+    return rc;
+}
+
+int hlab_bench_copy(hk_backend *hk, size_t n, int reps, double *bytes_per_s, hlab_err *err) {
+    *bytes_per_s = 0;
+    size_t bytes = n * hk_dtype_size(hk->act);
+    void *src = hk->alloc(hk, bytes), *dst = hk->alloc(hk, bytes);
+    int rc = hk->check(hk, err);
+    if (!rc) {
+        hk->zero(hk, src, bytes);
+        hk->convert(hk, dst, hk->act, src, hk->act, n); /* warm-up: first touch of the pages */
+        rc = hk->sync(hk, err);
+        double best = 1e30;
+        for (int r = 0; r < reps && !rc; r++) {
+            double t0 = hlab_now_s();
+            hk->convert(hk, dst, hk->act, src, hk->act, n);
+            rc = hk->sync(hk, err);
+            double dt = hlab_now_s() - t0;
+            if (dt < best) best = dt;
+        }
+        if (!rc) *bytes_per_s = 2.0 * (double)bytes / best;
+    }
+    if (src) hk->free(hk, src);
+    if (dst) hk->free(hk, dst);
     return rc;
 }

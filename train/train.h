@@ -173,13 +173,26 @@ typedef struct {
     double loss_first, loss_last;
     int64_t peak_bytes;
     hlab_counts counts;        /* at seq_len T */
+    int profile_steps;         /* hlab_bench_model_profiled: profiled steps run after the timed ones */
+    double profile_step_s;     /* their mean wall seconds per step (each op synced: slower than step_s_median) */
 } hlab_bench_result;
 /* Random tokens (seeded), `warmup` untimed then `steps` timed full steps
  * (forward, backward, clip, AdamW), each synchronised. */
 int hlab_bench_model(const hlab_model_config *cfg, hk_backend *hk, int B, int T, int warmup, int steps, uint64_t seed,
                      hlab_bench_result *res, hlab_err *err);
+/* hlab_bench_model, then, where hk is a profiling wrapper (hk_profile_wrap) and
+ * profile_steps > 0, that many more steps with profiling on: the wrapper is
+ * switched off for set-up, warm-up and the timed steps (their figures are the
+ * unprofiled ones) and its counters are reset just before the profiled steps;
+ * afterwards they hold exactly those steps (hk_profile_read) and the wrapper is
+ * off. With profile_steps == 0 a wrapper is left as it is. */
+int hlab_bench_model_profiled(const hlab_model_config *cfg, hk_backend *hk, int B, int T, int warmup, int steps,
+                              int profile_steps, uint64_t seed, hlab_bench_result *res, hlab_err *err);
 /* Achieved FLOP/s of hk->matmul_fwd on n×n×n (activation dtype), best of reps. */
 int hlab_bench_matmul(hk_backend *hk, int n, int reps, double *flops_per_s, hlab_err *err);
+/* Device copy bandwidth: hk->convert between two buffers of n elements of the
+ * activation dtype; bytes read + bytes written per second, best of reps. */
+int hlab_bench_copy(hk_backend *hk, size_t n, int reps, double *bytes_per_s, hlab_err *err);
 
 #ifdef __cplusplus
 }

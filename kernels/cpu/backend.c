@@ -199,6 +199,8 @@ hk_backend *CPU_FN(create)(int threads, hlab_err *err) {
     hk->rmsnorm_bwd = CPU_FN(rmsnorm_bwd);
     hk->layernorm_fwd = CPU_FN(layernorm_fwd);
     hk->layernorm_bwd = CPU_FN(layernorm_bwd);
+    hk->add_rmsnorm_fwd = CPU_FN(add_rmsnorm_fwd);
+    hk->add_layernorm_fwd = CPU_FN(add_layernorm_fwd);
     hk->qknorm_fwd = CPU_FN(qknorm_fwd);
     hk->qknorm_bwd = CPU_FN(qknorm_bwd);
     hk->rope_fwd = CPU_FN(rope_fwd);
@@ -228,7 +230,10 @@ hk_backend *CPU_FN(create)(int threads, hlab_err *err) {
 
     hk->xent_fwd = CPU_FN(xent_fwd);
     hk->xent_bwd = CPU_FN(xent_bwd);
+    hk->xent_fwd_bwd = CPU_FN(xent_fwd_bwd);
     hk->sumsq = CPU_FN(sumsq);
     hk->adamw = CPU_FN(adamw);
+    hk->loss_reduce = CPU_FN(loss_reduce);
+    hk->grad_clip_scale = CPU_FN(grad_clip_scale);
     return hk;
 }

@@ -1,5 +1,6 @@
 /* kernels/cpu/dense.c — the dense transformer ops of the CPU backend: embedding,
- * linear (cblas GEMM), RMSNorm, LayerNorm, QK-norm and RoPE.
+ * linear (cblas GEMM), RMSNorm, LayerNorm (each also fused with the residual add
+ * before it), QK-norm and RoPE.
  *
  * Conventions: every pointer is `real` (A = R on the CPU), rows are token rows
  * n = b*T + t, row-major. Activation grads are written (=) unless `accum` asks
@@ -112,20 +113,37 @@ void CPU_FN(matmul_bwd)(hk_backend *hk, void *dinp, void *dw, void *dbias_, cons
 
 /* ---- RMSNorm ------------------------------------------------------------------- */
 
+/* One row: the unfused op and the fused residual-add variant share it, so they agree bit for bit. */
+static inline void rmsnorm_row(real *y, real *rstd, const real *x, const real *w, int C, float eps) {
+    double ss = 0;
+    for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+    const real r = (real)(1.0 / sqrt(ss / C + (double)eps));
+    *rstd = r;
+    for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
+}
+
 void CPU_FN(rmsnorm_fwd)(hk_backend *hk, void *out_, void *rstd_, const void *inp_, const void *w_, int N, int C,
                          float eps) {
     if (!dims_positive(hk, "rmsnorm_fwd", "N, C, -", N, C, 1)) return;
     real *out = out_, *rstd = rstd_;
     const real *inp = inp_, *w = w_;
     #pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
+    for (int n = 0; n < N; n++) rmsnorm_row(out + (size_t)n * C, rstd + n, inp + (size_t)n * C, w, C, eps);
+}
+
+/* The row's sum is written first and the norm reads it back: the statistics see the
+ * stored (rounded) residual, exactly as add() followed by rmsnorm_fwd(). */
+void CPU_FN(add_rmsnorm_fwd)(hk_backend *hk, void *res_out_, void *out_, void *rstd_, const void *res_in_,
+                             const void *x_, const void *w_, int N, int C, float eps) {
+    if (!dims_positive(hk, "add_rmsnorm_fwd", "N, C, -", N, C, 1)) return;
+    real *res_out = res_out_, *out = out_, *rstd = rstd_;
+    const real *res_in = res_in_, *x = x_, *w = w_;
+    #pragma omp parallel for if ((size_t)N * C >= NORM_PAR_MIN)
     for (int n = 0; n < N; n++) {
-        const real *x = inp + (size_t)n * C;
-        real *y = out + (size_t)n * C;
-        double ss = 0;
-        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
-        const real r = (real)(1.0 / sqrt(ss / C + (double)eps));
-        rstd[n] = r;
-        for (int c = 0; c < C; c++) y[c] = x[c] * r * w[c];
+        const size_t off = (size_t)n * C;
+        real *h = res_out + off;
+        for (int c = 0; c < C; c++) h[c] = res_in[off + c] + x[off + c];
+        rmsnorm_row(out + off, rstd + n, h, w, C, eps);
     }
 }
 
@@ -167,24 +185,41 @@ void CPU_FN(rmsnorm_bwd)(hk_backend *hk, void *dinp_, void *dw_, const void *dou
 
 /* ---- LayerNorm ------------------------------------------------------------------- */
 
+static inline void layernorm_row(real *y, real *mean, real *rstd, const real *x, const real *w, const real *b, int C,
+                                 float eps) {
+    double s = 0;
+    for (int c = 0; c < C; c++) s += x[c];
+    const double mu = s / C;
+    double v = 0;
+    for (int c = 0; c < C; c++) v += ((double)x[c] - mu) * ((double)x[c] - mu);
+    const real r = (real)(1.0 / sqrt(v / C + (double)eps)), m = (real)mu;
+    *mean = m;
+    *rstd = r;
+    for (int c = 0; c < C; c++) y[c] = (x[c] - m) * r * w[c] + (b ? b[c] : 0);
+}
+
 void CPU_FN(layernorm_fwd)(hk_backend *hk, void *out_, void *mean_, void *rstd_, const void *inp_, const void *w_,
                            const void *b_, int N, int C, float eps) {
     if (!dims_positive(hk, "layernorm_fwd", "N, C, -", N, C, 1)) return;
     real *out = out_, *mean = mean_, *rstd = rstd_;
     const real *inp = inp_, *w = w_, *b = b_;
     #pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++)
+        layernorm_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, w, b, C, eps);
+}
+
+void CPU_FN(add_layernorm_fwd)(hk_backend *hk, void *res_out_, void *out_, void *mean_, void *rstd_,
+                               const void *res_in_, const void *x_, const void *w_, const void *b_, int N, int C,
+                               float eps) {
+    if (!dims_positive(hk, "add_layernorm_fwd", "N, C, -", N, C, 1)) return;
+    real *res_out = res_out_, *out = out_, *mean = mean_, *rstd = rstd_;
+    const real *res_in = res_in_, *x = x_, *w = w_, *b = b_;
+    #pragma omp parallel for if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
-        const real *x = inp + (size_t)n * C;
-        real *y = out + (size_t)n * C;
-        double s = 0;
-        for (int c = 0; c < C; c++) s += x[c];
-        const double mu = s / C;
-        double v = 0;
-        for (int c = 0; c < C; c++) v += ((double)x[c] - mu) * ((double)x[c] - mu);
-        const real r = (real)(1.0 / sqrt(v / C + (double)eps)), m = (real)mu;
-        mean[n] = m;
-        rstd[n] = r;
-        for (int c = 0; c < C; c++) y[c] = (x[c] - m) * r * w[c] + (b ? b[c] : 0);
+        const size_t off = (size_t)n * C;
+        real *h = res_out + off;
+        for (int c = 0; c < C; c++) h[c] = res_in[off + c] + x[off + c];
+        layernorm_row(out + off, mean + n, rstd + n, h, w, b, C, eps);
     }
 }
 

@@ -1,9 +1,12 @@
-/* kernels/cpu/optim.c — softmax cross-entropy, the squared-norm reduction and
- * AdamW, CPU backend.
+/* kernels/cpu/optim.c — softmax cross-entropy, the squared-norm reduction,
+ * AdamW and the step statistics (loss_reduce, grad_clip_scale), CPU backend.
  *
  * Conventions: `real` pointers (A = R on the CPU). Row reductions (max, sum of
  * exps) and sumsq accumulate in double. sumsq sums fixed blocks and reduces
  * the block partials in order, so it does not depend on the thread count.
+ * The step statistics are doubles computed exactly as the training loop did on
+ * the host before they moved here (same order, same roundings), so CPU training
+ * is bit for bit what it was.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +43,18 @@ static int targets_ok(hk_backend *hk, const char *op, const int32_t *targets, in
     return 1;
 }
 
+/* One row's loss, from its log-sum-exp in double. */
+static real row_loss(const real *x, double lse, int target) { return (real)(lse - x[target]); }
+
+/* One row's gradient from its log-sum-exp rounded to real. dx may alias x: each
+ * element is read before it is written, and the one-hot term comes last. */
+static void row_grad(real *dx, const real *x, int V, real lse, real dloss, int target) {
+    for (int v = 0; v < V; v++) dx[v] = dloss * exp(x[v] - lse);
+    dx[target] -= dloss;
+}
+
+/* xent_fwd, xent_bwd and xent_fwd_bwd share the per-row code above, so the fused
+ * op gives exactly the bits of the two separate ones. */
 void CPU_FN(xent_fwd)(hk_backend *hk, void *losses_, const void *logits_, const int32_t *targets, int N, int V) {
     if (!targets_ok(hk, "xent_fwd", targets, N, V)) return;
     real *losses = losses_;
@@ -48,7 +63,7 @@ void CPU_FN(xent_fwd)(hk_backend *hk, void *losses_, const void *logits_, const 
     for (int n = 0; n < N; n++) {
         const real *x = logits + (size_t)n * V;
         double mx;
-        losses[n] = (real)(row_logsumexp(x, V, &mx) - x[targets[n]]);
+        losses[n] = row_loss(x, row_logsumexp(x, V, &mx), targets[n]);
     }
 }
 
@@ -61,11 +76,24 @@ void CPU_FN(xent_bwd)(hk_backend *hk, void *dlogits_, const void *logits_, const
     #pragma omp parallel for if ((size_t)N * V >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const real *x = logits + (size_t)n * V;
-        real *dx = dlogits + (size_t)n * V;
         double mx;
-        const real lse = (real)row_logsumexp(x, V, &mx);
-        for (int v = 0; v < V; v++) dx[v] = (real)dloss * exp(x[v] - lse);
-        dx[targets[n]] -= (real)dloss;
+        row_grad(dlogits + (size_t)n * V, x, V, (real)row_logsumexp(x, V, &mx), (real)dloss, targets[n]);
+    }
+}
+
+/* The loss is taken before the gradient overwrites the row (dlogits may alias logits). */
+void CPU_FN(xent_fwd_bwd)(hk_backend *hk, void *losses_, void *dlogits_, const void *logits_, const int32_t *targets,
+                          float dloss, int N, int V) {
+    if (!targets_ok(hk, "xent_fwd_bwd", targets, N, V)) return;
+    real *losses = losses_, *dlogits = dlogits_;
+    const real *logits = logits_;
+    #pragma omp parallel for if ((size_t)N * V >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const real *x = logits + (size_t)n * V;
+        double mx;
+        const double lse = row_logsumexp(x, V, &mx);
+        losses[n] = row_loss(x, lse, targets[n]);
+        row_grad(dlogits + (size_t)n * V, x, V, (real)lse, (real)dloss, targets[n]);
     }
 }
 
@@ -94,10 +122,16 @@ double CPU_FN(sumsq)(hk_backend *hk, const void *x_, size_t n) {
 }
 
 void CPU_FN(adamw)(hk_backend *hk, void *params_, const void *grads_, void *m_, void *v_, void *mirror, size_t n,
-                   float lr, float b1, float b2, float eps, float wd, int step, float grad_scale) {
+                   float lr, float b1, float b2, float eps, float wd, int step, float grad_scale,
+                   const void *scale_dev) {
     if (step < 1) {
         CPU_FN(fail)(hk, HLAB_EINVAL, "adamw: step %d (expected >= 1, the step is 1-based)", step);
         return;
+    }
+    if (scale_dev) {
+        const double s = *(const double *)scale_dev;
+        if (!isfinite(s)) return; /* a diverged step: leave everything as it was */
+        grad_scale = (float)s;
     }
     real *p = params_, *m = m_, *v = v_;
     const real *g = grads_;
@@ -115,4 +149,41 @@ void CPU_FN(adamw)(hk_backend *hk, void *params_, const void *grads_, void *m_, 
     }
     /* On the CPU the mirror's dtype A is the master dtype R: a plain copy. */
     if (mirror && mirror != params_) memcpy(mirror, p, n * sizeof(real));
+}
+
+/* ---- step statistics ---------------------------------------------------------------- */
+
+void CPU_FN(loss_reduce)(hk_backend *hk, void *stat_, const void *losses_, int N, const void *aux_, int n_aux) {
+    if (N <= 0 || n_aux < 0 || (n_aux > 0 && !aux_)) {
+        CPU_FN(fail)(hk, HLAB_EINVAL, "loss_reduce: N=%d n_aux=%d aux=%p (expected N > 0, aux for n_aux > 0)", N,
+                     n_aux, aux_);
+        return;
+    }
+    const real *losses = losses_, *aux = aux_;
+    double *stat = stat_;
+    double ce = 0, aux_sum = 0;
+    for (int i = 0; i < N; i++) ce += (double)losses[i]; /* sequential: the host's former order */
+    for (int j = 0; j < n_aux; j++) aux_sum += (double)aux[j];
+    ce /= N;
+    stat[0] = ce + aux_sum;
+    stat[1] = aux_sum;
+}
+
+void CPU_FN(grad_clip_scale)(hk_backend *hk, void *stat_, const void *grads, size_t n, const void *micro_loss_,
+                             int n_micro, float clip) {
+    if (n_micro < 1) {
+        CPU_FN(fail)(hk, HLAB_EINVAL, "grad_clip_scale: %d micro-batches (expected >= 1)", n_micro);
+        return;
+    }
+    const double *micro_loss = micro_loss_;
+    double *stat = stat_;
+    double loss_sum = 0;
+    for (int k = 0; k < n_micro; k++) loss_sum += (float)micro_loss[k];
+    const double loss = loss_sum / n_micro;
+    const double norm = sqrt(CPU_FN(sumsq)(hk, grads, n)) / n_micro;
+    double scale = 1.0 / n_micro;
+    if (clip > 0 && norm > clip) scale *= clip / norm;
+    stat[0] = loss;
+    stat[1] = norm;
+    stat[2] = isfinite(loss) && isfinite(norm) ? (double)(float)scale : NAN;
 }

@@ -4,7 +4,9 @@
  * Conventions:
  *  - One backend = one device, one non-blocking stream, one cuBLASLt handle and
  *    workspace (created here, once). Ops only queue work on the stream; the
- *    host waits only in sync(), to_host(), sumsq() and the MoE count read-back.
+ *    host waits only in sync(), to_host(), sumsq() and the MoE count read-back
+ *    (a training step uses none of these but its one closing to_host, apart from
+ *    the MoE counts: docs/TRAINING.md).
  *  - The first failure is sticky (like the CPU backend): later failures are
  *    dropped, check()/sync() return it. Bad inputs seen only by kernels (token
  *    ids, targets) are flagged on the device and reported at sync()/to_host().
@@ -51,7 +53,9 @@ typedef struct {
     hk_cuda_state st;
 } hk_cuda_backend;
 
-static hk_cuda_state *state_of(hk_backend *hk) { return &((hk_cuda_backend *)hk)->st; }
+/* Through impl, not by casting hk: a wrapper backend (kernels/profile.c) passes
+ * itself, sharing impl, to ops it does not wrap. */
+static hk_cuda_state *state_of(hk_backend *hk) { return (hk_cuda_state *)hk->impl; }
 
 /* ---- errors ----------------------------------------------------------------- */
 
@@ -359,12 +363,13 @@ static void fill_table(hk_backend *hk) {
     HK_SET(from_host); HK_SET(to_host); HK_SET(convert); HK_SET(peak_bytes);
     HK_SET(embedding_fwd); HK_SET(embedding_bwd); HK_SET(matmul_fwd); HK_SET(matmul_bwd);
     HK_SET(rmsnorm_fwd); HK_SET(rmsnorm_bwd); HK_SET(layernorm_fwd); HK_SET(layernorm_bwd);
+    HK_SET(add_rmsnorm_fwd); HK_SET(add_layernorm_fwd);
     HK_SET(qknorm_fwd); HK_SET(qknorm_bwd); HK_SET(rope_fwd); HK_SET(rope_bwd);
     HK_SET(attention_fwd); HK_SET(attention_bwd); HK_SET(conv1d_silu_fwd); HK_SET(conv1d_silu_bwd);
     HK_SET(gated_rmsnorm_fwd); HK_SET(gated_rmsnorm_bwd);
     HK_SET(swiglu_fwd); HK_SET(swiglu_bwd); HK_SET(moe_cache_bytes); HK_SET(moe_fwd); HK_SET(moe_bwd);
     HK_SET(add); HK_SET(axpby); HK_SET(concat_fwd); HK_SET(concat_bwd); HK_SET(gate_fwd); HK_SET(gate_bwd);
-    HK_SET(xent_fwd); HK_SET(xent_bwd); HK_SET(sumsq); HK_SET(adamw);
+    HK_SET(xent_fwd); HK_SET(xent_bwd); HK_SET(xent_fwd_bwd); HK_SET(sumsq); HK_SET(adamw); HK_SET(loss_reduce); HK_SET(grad_clip_scale);
     /* SSD: the tensor-core path where it applies, else the SIMT kernels (ssd_fast.cu). */
     hk->ssd_fwd = hk_cuda_ssd_dispatch_fwd;
     hk->ssd_bwd = hk_cuda_ssd_dispatch_bwd;

@@ -29,6 +29,8 @@ void HK_CUDA_FN(rmsnorm_fwd)(hk_backend *hk, void *out, void *rstd, const void *
 void HK_CUDA_FN(rmsnorm_bwd)(hk_backend *hk, void *dinp, void *dw, const void *dout, const void *inp, const void *w, const void *rstd, int N, int C, int accum);
 void HK_CUDA_FN(layernorm_fwd)(hk_backend *hk, void *out, void *mean, void *rstd, const void *inp, const void *w, const void *b, int N, int C, float eps);
 void HK_CUDA_FN(layernorm_bwd)(hk_backend *hk, void *dinp, void *dw, void *db, const void *dout, const void *inp, const void *w, const void *mean, const void *rstd, int N, int C, int accum);
+void HK_CUDA_FN(add_rmsnorm_fwd)(hk_backend *hk, void *res_out, void *out, void *rstd, const void *res_in, const void *x, const void *w, int N, int C, float eps);
+void HK_CUDA_FN(add_layernorm_fwd)(hk_backend *hk, void *res_out, void *out, void *mean, void *rstd, const void *res_in, const void *x, const void *w, const void *b, int N, int C, float eps);
 void HK_CUDA_FN(qknorm_fwd)(hk_backend *hk, void *out, void *rstd, const void *inp, const void *wq, const void *wk, int N, int Hq, int Hkv, int dh, float eps);
 void HK_CUDA_FN(qknorm_bwd)(hk_backend *hk, void *dinp, void *dwq, void *dwk, const void *dout, const void *inp, const void *wq, const void *wk, const void *rstd, int N, int Hq, int Hkv, int dh);
 void HK_CUDA_FN(rope_fwd)(hk_backend *hk, void *out, const void *inp, int B, int T, int Hq, int Hkv, int dh, float theta);
@@ -54,8 +56,11 @@ void HK_CUDA_FN(gate_fwd)(hk_backend *hk, void *out, const void *g, const void *
 void HK_CUDA_FN(gate_bwd)(hk_backend *hk, void *dg, void *da, void *dm, const void *dout, const void *g, const void *a, const void *m, size_t n);
 void HK_CUDA_FN(xent_fwd)(hk_backend *hk, void *losses, const void *logits, const int32_t *targets, int N, int V);
 void HK_CUDA_FN(xent_bwd)(hk_backend *hk, void *dlogits, const void *logits, const int32_t *targets, float dloss, int N, int V);
+void HK_CUDA_FN(xent_fwd_bwd)(hk_backend *hk, void *losses, void *dlogits, const void *logits, const int32_t *targets, float dloss, int N, int V);
 double HK_CUDA_FN(sumsq)(hk_backend *hk, const void *x, size_t n);
-void HK_CUDA_FN(adamw)(hk_backend *hk, void *params, const void *grads, void *m, void *v, void *mirror, size_t n, float lr, float b1, float b2, float eps, float wd, int step, float grad_scale);
+void HK_CUDA_FN(adamw)(hk_backend *hk, void *params, const void *grads, void *m, void *v, void *mirror, size_t n, float lr, float b1, float b2, float eps, float wd, int step, float grad_scale, const void *scale_dev);
+void HK_CUDA_FN(loss_reduce)(hk_backend *hk, void *stat, const void *losses, int N, const void *aux, int n_aux);
+void HK_CUDA_FN(grad_clip_scale)(hk_backend *hk, void *stat, const void *grads, size_t n, const void *micro_loss, int n_micro, float clip);
 
 /* Services of the backend (backend.cu) used by every kernel file. */
 cudaStream_t hk_cuda_stream(hk_backend *hk);

@@ -2,10 +2,13 @@
  * SwiGLU, forward and backward.
  *
  * One generic map kernel (map_kernel) carries every pointwise op: it reads up to
- * four A tensors and writes up to three, in 16-byte vectors when every pointer
- * is aligned and n divides, else element by element. Math in fp32, one rounding
- * per output. Outputs may alias inputs (each element is read before it is
- * written by the same thread), as kernels.h allows for add and axpby.
+ * four A tensors and writes up to three. When every pointer sits at the same
+ * offset within 16 bytes (always so for buffers from the arena), the elements
+ * before the first 16-byte boundary (head) and after the last whole vector
+ * (tail) go one by one and the body in 16-byte vectors, whatever n is; only
+ * mutually misaligned pointers take the all-scalar path. Math in fp32, one
+ * rounding per output. Outputs may alias inputs (each element is read before it
+ * is written by the same thread), as kernels.h allows for add and axpby.
  */
 #include "kernels/cuda/common.cuh"
 
@@ -14,53 +17,63 @@ template <typename T> struct map_args {
     T *out[3];
 };
 
+/* Elements [head, head + nvec·V) in vectors (16-byte aligned for every pointer);
+ * the head and tail elements (fewer than V each, or all n when nvec = 0) singly. */
 template <typename T, int NI, int NO, typename F>
-__global__ void map_kernel(map_args<T> p, size_t n, F f, int vec) {
+__global__ void map_kernel(map_args<T> p, size_t n, size_t head, size_t nvec, F f) {
+    constexpr int V = hk_vec<T>::n;
     size_t tid = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
     float a[NI], o[NO];
-    if (vec) {
-        constexpr int V = hk_vec<T>::n;
-        for (size_t i = tid; i < n / V; i += stride) {
-            hk_vec<T> x[NI], y[NO];
+    const size_t body_end = head + nvec * V;
+    for (size_t i = tid; i < nvec; i += stride) {
+        size_t e = head + i * V;
+        hk_vec<T> x[NI], y[NO];
 #pragma unroll
-            for (int j = 0; j < NI; j++) x[j] = vload(p.in[j] + i * V);
+        for (int j = 0; j < NI; j++) x[j] = vload(p.in[j] + e);
 #pragma unroll
-            for (int k = 0; k < V; k++) {
+        for (int k = 0; k < V; k++) {
 #pragma unroll
-                for (int j = 0; j < NI; j++) a[j] = ld(x[j].v[k]);
-                f(a, o);
-#pragma unroll
-                for (int j = 0; j < NO; j++) y[j].v[k] = st<T>(o[j]);
-            }
-#pragma unroll
-            for (int j = 0; j < NO; j++) vstore(p.out[j] + i * V, y[j]);
-        }
-    } else {
-        for (size_t i = tid; i < n; i += stride) {
-#pragma unroll
-            for (int j = 0; j < NI; j++) a[j] = ld(p.in[j][i]);
+            for (int j = 0; j < NI; j++) a[j] = ld(x[j].v[k]);
             f(a, o);
 #pragma unroll
-            for (int j = 0; j < NO; j++) p.out[j][i] = st<T>(o[j]);
+            for (int j = 0; j < NO; j++) y[j].v[k] = st<T>(o[j]);
         }
+#pragma unroll
+        for (int j = 0; j < NO; j++) vstore(p.out[j] + e, y[j]);
     }
+    const size_t singles = head + (n - body_end);
+    for (size_t i = tid; i < singles; i += stride) {
+        size_t e = i < head ? i : body_end + (i - head);
+#pragma unroll
+        for (int j = 0; j < NI; j++) a[j] = ld(p.in[j][e]);
+        f(a, o);
+#pragma unroll
+        for (int j = 0; j < NO; j++) p.out[j][e] = st<T>(o[j]);
+    }
+}
+
+/* Elements before the first 16-byte boundary when every pointer has the same
+ * offset within 16 bytes (a whole number of elements), else n (no vectors). */
+template <typename T> static size_t map_head(const void *const *ptrs, int count, size_t n) {
+    uintptr_t off = (uintptr_t)ptrs[0] & 15;
+    if (off % sizeof(T)) return n;
+    for (int j = 1; j < count; j++)
+        if (((uintptr_t)ptrs[j] & 15) != off) return n;
+    size_t head = ((16 - off) & 15) / sizeof(T);
+    return head < n ? head : n;
 }
 
 template <typename T, int NI, int NO, typename F>
 static void run_map(hk_backend *hk, const void *const *in, void *const *out, size_t n, F f, const char *what) {
     if (!n) return;
     map_args<T> p = {};
-    int vec = 1;
-    for (int j = 0; j < NI; j++) {
-        p.in[j] = (const T *)in[j];
-        vec &= hk_vec_ok(sizeof(T), n, in[j]);
-    }
-    for (int j = 0; j < NO; j++) {
-        p.out[j] = (T *)out[j];
-        vec &= hk_vec_ok(sizeof(T), n, out[j]);
-    }
-    size_t work = vec ? n / hk_vec<T>::n : n;
-    map_kernel<T, NI, NO, F><<<hk_grid_for(hk, work, 256), 256, 0, hk_cuda_stream(hk)>>>(p, n, f, vec);
+    const void *ptrs[NI + NO];
+    for (int j = 0; j < NI; j++) p.in[j] = (const T *)(ptrs[j] = in[j]);
+    for (int j = 0; j < NO; j++) p.out[j] = (T *)(ptrs[NI + j] = out[j]);
+    size_t head = map_head<T>(ptrs, NI + NO, n);
+    size_t nvec = (n - head) / hk_vec<T>::n, singles = n - nvec * hk_vec<T>::n;
+    size_t work = nvec > singles ? nvec : singles;
+    map_kernel<T, NI, NO, F><<<hk_grid_for(hk, work, 256), 256, 0, hk_cuda_stream(hk)>>>(p, n, head, nvec, f);
     hk_cuda_check_launch(hk, what);
 }
 

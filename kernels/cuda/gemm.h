@@ -2,7 +2,10 @@
  *
  * One hk_cuda_blas per backend (created once in backend.cu): the cuBLASLt
  * handle, its workspace, a cuBLAS handle for the rare shape cuBLASLt declines,
- * and a small cache of chosen algorithms keyed by shape, dtypes and alignment.
+ * and a cache of chosen algorithms keyed by shape, dtypes, alignment and epilogue.
+ * The helpers below take the heuristic's choice; the linear ops (matmul_fwd/bwd)
+ * also time the heuristic's top candidates once per key and keep the fastest for
+ * the rest of the run (HLAB_GEMM_AUTOTUNE=0 turns that off; matmul.cu says more).
  *
  * Precision: fp32 accumulation always (CUBLAS_COMPUTE_32F, never TF32), so the
  * fp32 mode is pure fp32; bf16 operands in training mode. Outputs may be bf16

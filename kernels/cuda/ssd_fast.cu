@@ -4,8 +4,10 @@
  *   y_i   = Σ_{j≤i} (C_i·B_j) e^{cum_i−cum_j} Δ_j x_j + e^{cum_i} S_in C_i + D x_i
  *   S_out = e^{cum_last} S_in + Σ_j e^{cum_last−cum_j} Δ_j x_j B_jᵀ
  * with cum the chunk-inclusive cumsum of Δ·A (fp32), every decay an exponent ≤ 0.
- * Not wired into the backend vtable: hk_cuda_ssd_fast_fwd / _bwd have the signatures of
- * hk_cuda_ssd_fwd / _bwd (C linkage, see cuda_ops.h). fp32 mode calls those.
+ * hk_cuda_ssd_fast_fwd / _bwd have the signatures of hk_cuda_ssd_fwd / _bwd (C linkage, see
+ * cuda_ops.h); the backend's ssd_fwd / ssd_bwd are the dispatchers at the end of this file.
+ * Files: ssd_fast.cuh (shared helpers and the decay, chunk-state and state-passing kernels),
+ * this file (forward, dispatch), ssd_fast_bwd.cu (backward).
  *
  * Conventions.
  *  - Tiles are 64 rows of a chunk (i for outputs/rows, j for inputs/columns); 4 warps per
@@ -24,101 +26,31 @@
  * state_pass (sequential over chunks, fp32) · chunk_out (fwd output) · bwd_cols (dx, dB,
  * j-side decay grads) · bwd_rows (dC, i-side decay grads, dD rows) · bwd_final (ddt,
  * parameter partials) · param_sum.
+ * Forward, default: decay_w · state_local (chunk-local states, all chunks in parallel, cp.async
+ * ring, ldmatrix) · state_scan (the short sequential pass over chunks, in place) · out_group
+ * (C·Bᵀ once per (chunk, group), the group's heads looped inside). HLAB_SSD_FWD_STATE=fused|v1|psplit:
+ * one state kernel (chunk states and the state pass fused) instead of state_local · state_scan.
+ * Forward, legacy (HLAB_SSD_FWD_LEGACY=1, and chunks > 256): decay · chunk_state ·
+ * state_pass · chunk_out. Variants of the default (HLAB_SSD_FWD_STATE=v1|psplit,
+ * HLAB_SSD_FWD_YDIRECT=1) are listed at sf_fwd; hk_cuda_ssd_fast_fwd_kernel_ms times the
+ * kernels one by one (test-only). Emulation check without a GPU: tests/cuda/emu/ssd_fast_fwd_emu.cpp.
  */
-#include <math.h>
-#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "kernels/cuda/ssd_common.cuh"
+#include "kernels/cuda/ssd_fast.cuh"
 
-#define SF_TILE 64
-#define SF_THREADS 128
-#define SF_P 64
-#define SF_LDP (SF_P + 8)     /* row stride (elements) of 64-wide bf16 tiles */
-#define SF_LDQ (SF_TILE + 8)  /* row stride of 64×64 score tiles */
-
-/* ---- warp-level tensor-core product ------------------------------------------------- */
-
-__device__ __forceinline__ void sf_mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                            uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/* Two consecutive-k elements (p[0], p[S]) packed low-k first. */
-template <int S> __device__ __forceinline__ uint32_t sf_ld2(const hk_bf16 *p) {
-    if (S == 1) return *reinterpret_cast<const uint32_t *>(p);
-    const uint32_t lo = __bfloat16_as_ushort(p[0]), hi = __bfloat16_as_ushort(p[S]);
-    return lo | (hi << 16);
-}
-
-/* acc[nt] (16 × 8 fragment) += Σ_{k<K} A(m, k) B(k, nt·8 + n) for the warp's 16 rows of A
- * (A points at its row 0) and NT·8 columns of B (B points at column 0). K % 16 == 0.
- * Fragment element r of acc[nt]: row g + 8·(r ≥ 2), column nt·8 + 2·t + (r & 1), with
- * g = lane / 4, t = lane % 4. */
-template <int NT, int ASM, int ASK, int BSK, int BSN>
-__device__ __forceinline__ void sf_mma(float (*acc)[4], const hk_bf16 *A, const hk_bf16 *B, int K) {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    for (int k0 = 0; k0 < K; k0 += 16) {
-        const hk_bf16 *a = A + (k0 + 2 * t) * ASK;
-        const uint32_t a0 = sf_ld2<ASK>(a + g * ASM), a1 = sf_ld2<ASK>(a + (g + 8) * ASM);
-        const uint32_t a2 = sf_ld2<ASK>(a + g * ASM + 8 * ASK), a3 = sf_ld2<ASK>(a + (g + 8) * ASM + 8 * ASK);
-        const hk_bf16 *bb = B + (k0 + 2 * t) * BSK + g * BSN;
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-            const uint32_t b0 = sf_ld2<BSK>(bb + nt * 8 * BSN), b1 = sf_ld2<BSK>(bb + nt * 8 * BSN + 8 * BSK);
-            sf_mma16816(acc[nt], a0, a1, a2, a3, b0, b1);
-        }
-    }
-}
-
-template <int NT> __device__ __forceinline__ void sf_zero(float (*acc)[4]) {
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-}
-
-/* Sum over the 4 lanes of a quad (the lanes holding one fragment row). */
-__device__ __forceinline__ float sf_quad_sum(float v) {
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
-
-__device__ __forceinline__ void sf_st2(hk_bf16 *p, float lo, float hi) {
-    *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(lo, hi);
-}
-
-/* ---- shared-memory tile loads --------------------------------------------------------- */
-
-/* Rows [r0, r0+64) ∩ [0, L) of a bf16 matrix (COLS contiguous columns, row stride
- * `stride`) into s[64][LD]; rows ≥ L are zeros. 16-byte accesses (host checked alignment). */
-template <int COLS, int LD>
-__device__ __forceinline__ void sf_load_rows(hk_bf16 *s, const hk_bf16 *g, size_t stride, int r0, int L) {
-    constexpr int VPR = COLS / 8;
-    for (int idx = threadIdx.x; idx < SF_TILE * VPR; idx += SF_THREADS) {
-        const int r = idx / VPR, v = idx % VPR;
-        uint4 val = make_uint4(0u, 0u, 0u, 0u);
-        if (r0 + r < L) val = *reinterpret_cast<const uint4 *>(g + (size_t)(r0 + r) * stride + v * 8);
-        *reinterpret_cast<uint4 *>(s + r * LD + v * 8) = val;
-    }
-}
-
-/* An fp32 P×N state (row-major [p][n]) into s[P][N + 8] as bf16. */
-template <int N> __device__ __forceinline__ void sf_load_state(hk_bf16 *s, const float *S) {
-    constexpr int VPR = N / 4;
-    for (int idx = threadIdx.x; idx < SF_P * VPR; idx += SF_THREADS) {
-        const int p = idx / VPR, v = idx % VPR;
-        const float4 f = *reinterpret_cast<const float4 *>(S + (size_t)p * N + v * 4);
-        sf_st2(s + p * (N + 8) + v * 4, f.x, f.y);
-        sf_st2(s + p * (N + 8) + v * 4 + 2, f.z, f.w);
-    }
-}
-
-/* ---- decay: Δ and the chunk-inclusive cumsum of Δ·A, one warp per (chunk, h, b) ---------- */
-
-__global__ void sf_decay_kernel(float *delta, float *cum, const hk_bf16 *dt, const float *dt_bias,
-                                const float *A_log, ssd_geom s) {
+/* ==== grouped forward (the default): decay_w · state · out_group =============================
+ * Bytes and FLOPs at B 4, T 8192, H 24, P 64, N 128, G 1, Q 256 (written before the first GPU run):
+ *  - state (fused chunk_state + state_pass): reads x 100.7 MB + B 1 MB (+ w 3 MB), writes
+ *    `states` fp32 100.7 MB and a bf16 copy of it 50.3 MB for out_group: 256 MB, 12.9 GFLOP.
+ *  - out_group: reads xbc 117 MB + the bf16 states 50 MB + Δ/cum 6 MB, writes y 100.7 MB:
+ *    275 MB; 24 heads × 9.4 MFLOP + C·Bᵀ 12.6 MFLOP per (b, chunk) = 30.5 GFLOP.
+ *  - total ≈ 0.54 GB and 43 GFLOP (the legacy path: ~0.75 GB and 74 GFLOP).
+ *
+ * decay_w: sf_decay_kernel plus the chunk-state weight w_j = e^{cum_last − cum_j} Δ_j. */
+static __global__ void sf_decay_w_kernel(float *delta, float *cum, float *wst, const hk_bf16 *dt,
+                                         const float *dt_bias, const float *A_log, ssd_geom s) {
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, lane = threadIdx.x;
     const int t0 = c * s.Q, L = min(s.Q, s.T - t0);
     const float A = -expf(A_log[h]), bias = dt_bias[h];
@@ -135,78 +67,536 @@ __global__ void sf_decay_kernel(float *delta, float *cum, const hk_bf16 *dt, con
         }
         v += carry;
         if (i < L) delta[o + i] = dl, cum[o + i] = v;
-        carry = __shfl_sync(0xffffffffu, v, 31);
+        carry = __shfl_sync(0xffffffffu, v, 31); /* lanes past L add 0: carry ends as cum[L − 1] */
     }
+    for (int i = lane; i < L; i += 32) wst[o + i] = expf(fminf(carry - cum[o + i], 0.0f)) * delta[o + i];
 }
 
-/* ---- chunk_state: out[b,c,h] (P×N) = Σ_{j<L} wt_j X_jᵀ Y_j ------------------------------
- * fwd: wt_j = e^{cum_last − cum_j} Δ_j, X = x (head h), Y = B (group g).
- * bwd: wt_j = e^{cum_j},               X = dy (head h), Y = C (group g).
- * Block per (chunk, h, b); warp w owns state rows p = 16w .. 16w+15. */
-template <int N, bool BWD>
+/* ---- state: the chunk states and the state pass in one kernel -------------------------------
+ * Block per (64-column slice of N, PB-row slice of P, h, b), 4 warps. With PB = 64 warp w owns
+ * state rows 16w .. 16w+15 × the 64 columns; with PB = 32 (the P split: twice the blocks, half
+ * the work per item on the sequential chain, B tiles read twice as often from L2) warp w owns
+ * rows 16·(w & 1) .. +15 × columns 32·(w >> 1) .. +31. The running state S (fp32) lives in the
+ * mma accumulators: at the start of chunk c it is S_in[c] (written to `states` and, rounded,
+ * to the bf16 copy `sbf`), then S ← e^{cum_last} S and the chunk's Σ_j (w_j x_j)ᵀ B_j is
+ * accumulated onto it. The chunks' 64-row tiles stream through a STAGES-deep cp.async ring
+ * (x tile, B tile, w, the chunk's last cum), STAGES − 1 items in flight: the chain of items is
+ * sequential per block, so the ring depth is what hides the memory latency. */
+#define SF_ST_WS 68 /* floats per stage: w[64], last cum, pad */
+
+template <int PB, int STAGES> __host__ __device__ constexpr size_t sf_state_smem() {
+    return (size_t)STAGES * (SF_TILE * (PB + 8) * sizeof(hk_bf16) + SF_TILE * SF_LDP * sizeof(hk_bf16) +
+                             SF_ST_WS * sizeof(float));
+}
+
+template <int N, int PB, int STAGES>
 __global__ void __launch_bounds__(SF_THREADS)
-    sf_chunk_state_kernel(float *out, const hk_bf16 *X, size_t xstride, const hk_bf16 *xbc, const float *delta,
-                          const float *cum, ssd_geom s) {
-    constexpr int LDN = N + 8;
-    __shared__ __align__(16) hk_bf16 Xs[SF_TILE * SF_LDP];
-    __shared__ __align__(16) hk_bf16 Ys[SF_TILE * LDN];
-    __shared__ float ws[SF_TILE];
-    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / s.hpg;
-    const int t0 = c * s.Q, L = min(s.Q, s.T - t0), warp = threadIdx.x >> 5;
-    const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
-    const float last = cum[ob + L - 1];
-    const hk_bf16 *Xb = X + ((size_t)b * s.T + t0) * xstride + (size_t)h * SF_P;
-    const hk_bf16 *Yb = xbc + ((size_t)b * s.T + t0) * s.W + s.HP + (size_t)(BWD ? s.G + g : g) * N;
-    float acc[N / 8][4];
-    sf_zero<N / 8>(acc);
-    for (int j0 = 0; j0 < L; j0 += SF_TILE) {
-        __syncthreads(); /* the previous tile's products are done */
-        sf_load_rows<N, LDN>(Ys, Yb, s.W, j0, L);
-        if (threadIdx.x < SF_TILE) {
-            const int j = j0 + threadIdx.x;
-            ws[threadIdx.x] =
-                j < L ? (BWD ? expf(cum[ob + j]) : expf(fminf(last - cum[ob + j], 0.0f)) * delta[ob + j]) : 0.0f;
-        }
-        __syncthreads();
-        for (int idx = threadIdx.x; idx < SF_TILE * (SF_P / 2); idx += SF_THREADS) {
-            const int r = idx / (SF_P / 2), p = 2 * (idx % (SF_P / 2)), j = j0 + r;
-            float x0 = 0.0f, x1 = 0.0f;
-            if (j < L) {
-                const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162 *>(Xb + (size_t)j * xstride + p);
-                x0 = __low2float(v) * ws[r], x1 = __high2float(v) * ws[r];
+    sf_state_kernel(float *states, hk_bf16 *sbf, const hk_bf16 *xbc, const float *wst, const float *cum,
+                    ssd_geom s) {
+    constexpr int XLD = PB + 8;         /* x tile row stride (elements); 16-byte rows, conflict-free */
+    constexpr int SW = PB / 16;         /* 16-row strips per block */
+    constexpr int NW = 64 / (4 / SW);   /* columns per warp */
+    constexpr int NT = NW / 8;          /* 8-column accumulator fragments per warp */
+    static_assert(PB == 64 || PB == 32, "state: PB is 64 or 32");
+    static_assert(STAGES >= 2, "state: at least two stages");
+    SF_DYN_SMEM(sf_sm);
+    hk_bf16 *Xs = (hk_bf16 *)sf_sm, *Bs = Xs + STAGES * SF_TILE * XLD;
+    float *Ws = (float *)(Bs + STAGES * SF_TILE * SF_LDP);
+    const int ns = blockIdx.x % (N / 64), p0 = (blockIdx.x / (N / 64)) * PB;
+    const int n0 = ns * 64, h = blockIdx.y, b = blockIdx.z, g = h / s.hpg, tid = threadIdx.x;
+    const int warp = tid >> 5, lane = tid & 31, gr = lane >> 2, t = lane & 3;
+    const int strip = warp % SW, nw0 = (warp / SW) * NW; /* this warp's rows (in the slice) and columns */
+    const int qt = (s.Q + SF_TILE - 1) / SF_TILE, total = s.nc * qt;
+    const size_t bh = ((size_t)b * s.H + h) * s.T;
+    const hk_bf16 *xg = xbc + (size_t)b * s.T * s.W + (size_t)h * SF_P + p0;
+    const hk_bf16 *bg = xbc + (size_t)b * s.T * s.W + s.HP + (size_t)g * N + n0;
+    auto issue = [&](int k) {
+        if (k < total) {
+            const int c = k / qt, j0 = (k % qt) * SF_TILE, t0 = c * s.Q, L = min(s.Q, s.T - t0), st = k % STAGES;
+            if (j0 < L) {
+                hk_bf16 *xs = Xs + st * SF_TILE * XLD, *bs = Bs + st * SF_TILE * SF_LDP;
+                for (int idx = tid; idx < SF_TILE * (PB / 8); idx += SF_THREADS) {
+                    const int r = idx / (PB / 8), v = idx % (PB / 8);
+                    const bool ok = j0 + r < L;
+                    sf_cp16(xs + r * XLD + v * 8, xg + ((size_t)t0 + j0 + (ok ? r : 0)) * s.W + v * 8, ok);
+                }
+                for (int idx = tid; idx < SF_TILE * 8; idx += SF_THREADS) {
+                    const int r = idx >> 3, v = idx & 7;
+                    const bool ok = j0 + r < L;
+                    sf_cp16(bs + r * SF_LDP + v * 8, bg + ((size_t)t0 + j0 + (ok ? r : 0)) * s.W + v * 8, ok);
+                }
+                float *ws = Ws + st * SF_ST_WS;
+                if (tid < SF_TILE) {
+                    const bool ok = j0 + tid < L;
+                    sf_cp4(ws + tid, wst + bh + t0 + j0 + (ok ? tid : 0), ok);
+                } else if (tid == SF_TILE && j0 == 0) {
+                    sf_cp4(ws + SF_TILE, cum + bh + t0 + L - 1, true);
+                }
             }
-            sf_st2(Xs + r * SF_LDP + p, x0, x1);
         }
-        __syncthreads();
-        /* A(m = p, k = j) = Xs[j][p]; B(k = j, n) = Ys[j][n] */
-        sf_mma<N / 8, 1, SF_LDP, LDN, 1>(acc, Xs + warp * 16, Ys, SF_TILE);
-    }
-    float *o = out + (((size_t)b * s.nc + c) * s.H + h) * s.PN;
-    const int lane = threadIdx.x & 31, gr = lane >> 2, t = lane & 3;
+        sf_cp_commit(); /* always one group per item: the wait counts stay uniform */
+    };
+    float acc[NT][4];
+    sf_zero<NT>(acc);
 #pragma unroll
-    for (int nt = 0; nt < N / 8; nt++) {
-        const int p = warp * 16 + gr, n = nt * 8 + 2 * t;
-        *reinterpret_cast<float2 *>(o + (size_t)p * N + n) = make_float2(acc[nt][0], acc[nt][1]);
-        *reinterpret_cast<float2 *>(o + (size_t)(p + 8) * N + n) = make_float2(acc[nt][2], acc[nt][3]);
+    for (int k = 0; k < STAGES - 1; k++) issue(k);
+    for (int k = 0; k < total; k++) {
+        sf_cp_wait(STAGES - 2); /* this thread's copies of item k have landed */
+        __syncthreads();        /* everyone's have; item k − 1's stage is consumed */
+        issue(k + STAGES - 1);
+        const int c = k / qt, j0 = (k % qt) * SF_TILE, t0 = c * s.Q, L = min(s.Q, s.T - t0), st = k % STAGES;
+        const float *ws = Ws + st * SF_ST_WS;
+        if (j0 == 0) { /* chunk start: acc is S_in[c] */
+            const size_t so = (((size_t)b * s.nc + c) * s.H + h) * s.PN;
+            const float e = expf(ws[SF_TILE]);
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const int p = p0 + strip * 16 + gr, n = n0 + nw0 + nt * 8 + 2 * t;
+                *reinterpret_cast<float2 *>(states + so + (size_t)p * N + n) = make_float2(acc[nt][0], acc[nt][1]);
+                *reinterpret_cast<float2 *>(states + so + (size_t)(p + 8) * N + n) =
+                    make_float2(acc[nt][2], acc[nt][3]);
+                sf_st2(sbf + so + (size_t)p * N + n, acc[nt][0], acc[nt][1]);
+                sf_st2(sbf + so + (size_t)(p + 8) * N + n, acc[nt][2], acc[nt][3]);
+                acc[nt][0] *= e, acc[nt][1] *= e, acc[nt][2] *= e, acc[nt][3] *= e;
+            }
+        }
+        if (j0 >= L) continue;
+        const hk_bf16 *xs = Xs + st * SF_TILE * XLD, *bs = Bs + st * SF_TILE * SF_LDP;
+        const int ksteps = min(4, (L - j0 + 15) >> 4); /* rows past L are zeros: skip whole k-steps of them */
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            if (kk >= ksteps) break;
+            uint32_t a[4];
+            sf_ldA_t(a, xs, XLD, kk * 16, strip * 16); /* A(p, j) = x[j][p] */
+            const float w0 = ws[kk * 16 + 2 * t], w1 = ws[kk * 16 + 2 * t + 1];
+            const float w8 = ws[kk * 16 + 2 * t + 8], w9 = ws[kk * 16 + 2 * t + 9];
+            a[0] = sf_scale2(a[0], w0, w1), a[1] = sf_scale2(a[1], w0, w1);
+            a[2] = sf_scale2(a[2], w8, w9), a[3] = sf_scale2(a[3], w8, w9);
+#pragma unroll
+            for (int q = 0; q < NT / 2; q++) {
+                uint32_t bq[4];
+                sf_ldB_t(bq, bs, SF_LDP, kk * 16, nw0 + q * 16); /* B(j, n) = B[j][n] */
+                sf_mma16816(acc[2 * q], a[0], a[1], a[2], a[3], bq[0], bq[1]);
+                sf_mma16816(acc[2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
+            }
+        }
     }
 }
 
-/* ---- state_pass: fwd S_in[c] = S; S = e^{last_c} S + local[c].  bwd (reverse chunks):
- * dS_out[c] = dS; dS = e^{last_c} dS + local[c]. fp32, one thread per state entry. */
-template <bool BWD>
-__global__ void sf_state_pass_kernel(float *dst, const float *local, const float *cum, ssd_geom s) {
-    const size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+/* ---- two-phase state: chunk-local states, all chunks in parallel, then a short scan ----------
+ * The fused state kernel walks 32 chunks × 4 tiles in sequence per block and is latency-bound on
+ * that chain (0.280 ms at B 4 T 8192, floor 0.088). Here the chain is split:
+ *  (a) state_local: block per (chunk c < nc − 1, group of up to SF_LOC_HB heads of one B group,
+ *      b), 8 warps; the chunk's B rows stay in shared memory for all its heads, the heads' 64-row
+ *      x tiles stream through a cp.async ring. local[c] = Σ_j w_j x_jᵀ B_j (P × N) goes into the
+ *      slot S_in[c + 1] occupies later: `states` (fp32; LBF false) or the bf16 copy `sbf` (LBF
+ *      true: half the bytes, one more bf16 rounding of each local state). The last chunk's
+ *      local state feeds nothing in the forward and is not computed; every chunk computed is
+ *      full (L = Q).
+ *  (b) state_scan: one thread per 4 state entries of (h, b), in place over the chunks:
+ *      S_in[0] = 0, S_in[c] = e^{cum_last[c − 1]} S_in[c − 1] + local[c − 1], written to `states`
+ *      (fp32) and `sbf` (bf16). 8 chunks' loads issued before their stores: the chain's
+ *      latency is paid once per 8 chunks, not per chunk.
+ * Warp w of (a) owns state rows 16·(w & 3) .. +15 and the N/2 columns of half w >> 2. */
+#define SF_LOC_HB 4     /* heads per state_local block (they share the chunk's B rows) */
+#define SF_LOC_STAGES 4 /* x ring depth: 3 tiles in flight */
+#define SF_SCAN_BATCH 8 /* chunks whose loads state_scan issues together */
+
+template <int N> __host__ __device__ constexpr size_t sf_loc_smem(int qt) {
+    return (size_t)qt * SF_TILE * (N + 8) * sizeof(hk_bf16) +
+           (size_t)SF_LOC_STAGES * (SF_TILE * SF_LDP * sizeof(hk_bf16) + SF_TILE * sizeof(float));
+}
+
+template <int N, bool LBF>
+__global__ void __launch_bounds__(2 * SF_THREADS)
+    sf_state_local_kernel(float *states, hk_bf16 *sbf, const hk_bf16 *xbc, const float *wst, ssd_geom s) {
+    constexpr int LDN = N + 8, NW = N / 2, NT = NW / 8;
+    SF_DYN_SMEM(sf_sm);
+    const int qt = (s.Q + SF_TILE - 1) / SF_TILE, hgb = (s.hpg + SF_LOC_HB - 1) / SF_LOC_HB;
+    const int c = blockIdx.x, g = blockIdx.y / hgb, hb0 = (blockIdx.y % hgb) * SF_LOC_HB, b = blockIdx.z;
+    const int nh = min(SF_LOC_HB, s.hpg - hb0), h0 = g * s.hpg + hb0, total = nh * qt;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gr = lane >> 2, t = lane & 3;
+    const int strip = warp & 3, nw0 = (warp >> 2) * NW, t0 = c * s.Q, L = s.Q; /* c < nc − 1: full */
+    hk_bf16 *Bs = (hk_bf16 *)sf_sm, *Xs = Bs + qt * SF_TILE * LDN;
+    float *Ws = (float *)(Xs + SF_LOC_STAGES * SF_TILE * SF_LDP);
+    const hk_bf16 *xr = xbc + ((size_t)b * s.T + t0) * s.W;
+    /* the chunk's B rows (zeros past L), committed with item 0 */
+    for (int idx = tid; idx < qt * SF_TILE * (N / 8); idx += 2 * SF_THREADS) {
+        const int r = idx / (N / 8), v = idx % (N / 8);
+        const bool ok = r < L;
+        sf_cp16(Bs + r * LDN + v * 8, xr + (size_t)(ok ? r : 0) * s.W + s.HP + (size_t)g * N + v * 8, ok);
+    }
+    auto issue = [&](int k) {
+        if (k < total) {
+            const int h = h0 + k / qt, j0 = (k % qt) * SF_TILE, st = k % SF_LOC_STAGES;
+            hk_bf16 *xs = Xs + st * SF_TILE * SF_LDP;
+            for (int idx = tid; idx < SF_TILE * 8; idx += 2 * SF_THREADS) {
+                const int r = idx >> 3, v = idx & 7;
+                const bool ok = j0 + r < L;
+                sf_cp16(xs + r * SF_LDP + v * 8, xr + (size_t)(ok ? j0 + r : 0) * s.W + (size_t)h * SF_P + v * 8, ok);
+            }
+            if (tid < SF_TILE) {
+                const bool ok = j0 + tid < L;
+                sf_cp4(Ws + st * SF_TILE + tid, wst + ((size_t)b * s.H + h) * s.T + t0 + (ok ? j0 + tid : 0), ok);
+            }
+        }
+        sf_cp_commit(); /* one group per item, also past the end: the wait counts stay uniform */
+    };
+    float acc[NT][4];
+    sf_zero<NT>(acc);
+#pragma unroll
+    for (int k = 0; k < SF_LOC_STAGES - 1; k++) issue(k);
+    for (int k = 0; k < total; k++) {
+        sf_cp_wait(SF_LOC_STAGES - 2); /* this thread's copies of item k (and B) have landed */
+        __syncthreads();               /* everyone's have; item k − 1's stage is consumed */
+        issue(k + SF_LOC_STAGES - 1);
+        const int jt = k % qt, j0 = jt * SF_TILE, st = k % SF_LOC_STAGES;
+        const hk_bf16 *xs = Xs + st * SF_TILE * SF_LDP;
+        const float *ws = Ws + st * SF_TILE;
+        const int ksteps = min(4, (L - j0 + 15) >> 4); /* rows past L are zeros: skip whole k-steps of them */
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            if (kk >= ksteps) break;
+            uint32_t a[4];
+            sf_ldA_t(a, xs, SF_LDP, kk * 16, strip * 16); /* A(p, j) = x[j][p] */
+            const float w0 = ws[kk * 16 + 2 * t], w1 = ws[kk * 16 + 2 * t + 1];
+            const float w8 = ws[kk * 16 + 2 * t + 8], w9 = ws[kk * 16 + 2 * t + 9];
+            a[0] = sf_scale2(a[0], w0, w1), a[1] = sf_scale2(a[1], w0, w1);
+            a[2] = sf_scale2(a[2], w8, w9), a[3] = sf_scale2(a[3], w8, w9);
+#pragma unroll
+            for (int q = 0; q < NT / 2; q++) {
+                uint32_t bq[4];
+                sf_ldB_t(bq, Bs, LDN, j0 + kk * 16, nw0 + q * 16); /* B(j, n) = B[j][n] */
+                sf_mma16816(acc[2 * q], a[0], a[1], a[2], a[3], bq[0], bq[1]);
+                sf_mma16816(acc[2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
+            }
+        }
+        if (jt == qt - 1) { /* the head's last tile: local[c] into slot c + 1 */
+            const size_t so = (((size_t)b * s.nc + c + 1) * s.H + h0 + k / qt) * s.PN;
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const int p = strip * 16 + gr, n = nw0 + nt * 8 + 2 * t;
+                if (LBF) {
+                    sf_st2(sbf + so + (size_t)p * N + n, acc[nt][0], acc[nt][1]);
+                    sf_st2(sbf + so + (size_t)(p + 8) * N + n, acc[nt][2], acc[nt][3]);
+                } else {
+                    *reinterpret_cast<float2 *>(states + so + (size_t)p * N + n) = make_float2(acc[nt][0], acc[nt][1]);
+                    *reinterpret_cast<float2 *>(states + so + (size_t)(p + 8) * N + n) =
+                        make_float2(acc[nt][2], acc[nt][3]);
+                }
+            }
+            sf_zero<NT>(acc);
+        }
+    }
+}
+
+template <bool LBF>
+__global__ void __launch_bounds__(256) sf_state_scan_kernel(float *states, hk_bf16 *sbf, const float *cum, ssd_geom s) {
+    const size_t e = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     const int h = blockIdx.y, b = blockIdx.z;
     if (e >= s.PN) return;
-    float S = 0.0f;
-    for (int k = 0; k < s.nc; k++) {
-        const int c = BWD ? s.nc - 1 - k : k;
-        const int t0 = c * s.Q, L = min(s.Q, s.T - t0);
-        const size_t off = (((size_t)b * s.nc + c) * s.H + h) * s.PN + e;
-        dst[off] = S;
-        S = expf(cum[((size_t)b * s.H + h) * s.T + t0 + L - 1]) * S + local[off];
+    const size_t bh = ((size_t)b * s.H + h) * s.T, cs = (size_t)s.H * s.PN; /* slot stride over chunks */
+    const size_t o = ((size_t)b * s.nc * s.H + h) * s.PN + e;             /* slot 0 */
+    float4 S = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    *reinterpret_cast<float4 *>(states + o) = S;
+    *reinterpret_cast<uint2 *>(sbf + o) = make_uint2(0u, 0u);
+    for (int c0 = 1; c0 < s.nc; c0 += SF_SCAN_BATCH) {
+        float4 v[SF_SCAN_BATCH]; /* fp32 local states */
+        uint2 u[SF_SCAN_BATCH];  /* bf16 local states (LBF), widened at use */
+        float last[SF_SCAN_BATCH]; /* exponentiated after the batch's loads: no use waits inside them */
+#pragma unroll
+        for (int k = 0; k < SF_SCAN_BATCH; k++) {
+            const int c = c0 + k;
+            if (c >= s.nc) break;
+            if (LBF)
+                u[k] = *reinterpret_cast<const uint2 *>(sbf + o + c * cs);
+            else
+                v[k] = *reinterpret_cast<const float4 *>(states + o + c * cs);
+            last[k] = cum[bh + (size_t)c * s.Q - 1]; /* chunk c − 1 is full: its last row is c·Q − 1 */
+        }
+#pragma unroll
+        for (int k = 0; k < SF_SCAN_BATCH; k++) {
+            const int c = c0 + k;
+            if (c >= s.nc) break;
+            const float dec = expf(last[k]);
+            const float4 l = LBF ? make_float4(sf_lo(u[k].x), sf_hi(u[k].x), sf_lo(u[k].y), sf_hi(u[k].y)) : v[k];
+            S.x = dec * S.x + l.x, S.y = dec * S.y + l.y;
+            S.z = dec * S.z + l.z, S.w = dec * S.w + l.w;
+            *reinterpret_cast<float4 *>(states + o + c * cs) = S;
+            *reinterpret_cast<uint2 *>(sbf + o + c * cs) = make_uint2(sf_pack(S.x, S.y), sf_pack(S.z, S.w));
+        }
     }
 }
+
+/* ---- out_group: y for two 64-row tiles of one (chunk, group, b), every head of the group ----
+ * Block (tile pair, chunk) × group × b, 8 warps = 2 head groups of 4 warps (even / odd heads of
+ * the group, each with its own x / S buffers and named barrier, so one's loads overlap the
+ * other's products). Tiles ta = pr and tb = qt − 1 − pr pair a cheap and an expensive row tile;
+ * warp w owns strip w of ta and strip 3 − w of tb (16 rows each: equal work per warp).
+ * C·Bᵀ of the strips is computed once per block and shared by the heads:
+ *  - the diagonal tile (fp32, in registers) gets the per-head mask e^{cum_i − cum_j} Δ_j (j ≤ i)
+ *    and goes straight into the A fragments of the next product;
+ *  - columns left of the tile (j < i0, bf16 in shared memory) factor through the tile's first
+ *    row: e^{cum_i − cum_j} = e^{cum_i − cum_i0} · e^{cum_i0 − cum_j}, both exponents ≤ 0
+ *    (so an underflow only drops what is smaller still), the column factor scales the A
+ *    fragments, the row factor the accumulator, which also carries e^{cum_i} C_i S_inᵀ =
+ *    e^{cum_i − cum_i0} · e^{cum_i0} (C S_inᵀ)_i.
+ * Supports Q ≤ 256 (qt ≤ 4 row tiles). */
+template <int N> __host__ __device__ static size_t sf_og_group_bytes(int qt) {
+    return sizeof(hk_bf16) * ((size_t)qt * SF_TILE * SF_LDP + (size_t)SF_P * (N + 8)) +
+           sizeof(float) * 4 * (size_t)qt * SF_TILE;
+}
+/* YST: y goes out through a per-warp staging strip in shared memory (16 rows × 64, padded), one
+ * 16-byte store per lane per quarter row instead of 4-byte fragment stores (8 rows × 16 bytes per
+ * warp instruction); the strip sits after the head-group buffers. */
+#define SF_OG_YST_BYTES (2 * 4 * 16 * SF_LDP * sizeof(hk_bf16)) /* 8 warps × 16 rows */
+template <int N> __host__ __device__ static size_t sf_og_main_bytes(int qt) {
+    const size_t head = sizeof(hk_bf16) * (2 * (size_t)SF_TILE * (N + 8) + (size_t)SF_TILE * ((qt - 1) * SF_TILE + 16));
+    const size_t groups = 2 * sf_og_group_bytes<N>(qt), bs = sizeof(hk_bf16) * (size_t)qt * SF_TILE * (N + 8);
+    return head + (groups > bs ? groups : bs);
+}
+template <int N, bool YST> static size_t sf_og_smem(int qt) {
+    return sf_og_main_bytes<N>(qt) + (YST ? SF_OG_YST_BYTES : 0);
+}
+
+template <int N, bool YST>
+__global__ void __launch_bounds__(2 * SF_THREADS)
+    sf_out_group_kernel(hk_bf16 *y, const hk_bf16 *sbf, const hk_bf16 *xbc, const float *delta, const float *cum,
+                        const float *Dskip, ssd_geom s) {
+    constexpr int LDN = N + 8, KN = N / 16;
+    SF_DYN_SMEM(sf_sm);
+    const int qt = (s.Q + SF_TILE - 1) / SF_TILE, np = (qt + 1) / 2;
+    const int c = blockIdx.x / np, pr = blockIdx.x % np, g = blockIdx.y, b = blockIdx.z;
+    const int ta = pr, tb = qt - 1 - pr, t0 = c * s.Q, L = min(s.Q, s.T - t0);
+    if (ta * SF_TILE >= L) return; /* both tiles past the (short) last chunk */
+    const bool two = ta != tb;
+    const int tid = threadIdx.x, warp = tid >> 5, grp = warp >> 2, w = warp & 3, lane = tid & 31, gr = lane >> 2,
+              t = lane & 3;
+    const int rows = (tb + 1) * SF_TILE; /* x and B rows this block reads */
+    const int ld0 = ta * SF_TILE + 8, ld1 = tb * SF_TILE + 8;
+    hk_bf16 *Cs = (hk_bf16 *)sf_sm, *CBo = Cs + 2 * SF_TILE * LDN;
+    unsigned char *gbase = (unsigned char *)(CBo + SF_TILE * ((qt - 1) * SF_TILE + 16));
+    hk_bf16 *Bs = (hk_bf16 *)gbase; /* prologue only: aliases the head groups' buffers */
+    const hk_bf16 *xr = xbc + ((size_t)b * s.T + t0) * s.W;
+
+    /* prologue: C rows of the two tiles, B rows 0 .. rows (zeros past L) */
+    for (int idx = tid; idx < 2 * SF_TILE * (N / 8); idx += 2 * SF_THREADS) {
+        const int tile = idx / (SF_TILE * (N / 8)), r = (idx / (N / 8)) % SF_TILE, v = idx % (N / 8);
+        const int i = (tile ? tb : ta) * SF_TILE + r;
+        const bool ok = i < L;
+        sf_cp16(Cs + (tile * SF_TILE + r) * LDN + v * 8, xr + (size_t)(ok ? i : 0) * s.W + s.HP + (size_t)(s.G + g) * N + v * 8,
+                ok);
+    }
+    for (int idx = tid; idx < rows * (N / 8); idx += 2 * SF_THREADS) {
+        const int r = idx / (N / 8), v = idx % (N / 8);
+        const bool ok = r < L;
+        sf_cp16(Bs + r * LDN + v * 8, xr + (size_t)(ok ? r : 0) * s.W + s.HP + (size_t)g * N + v * 8, ok);
+    }
+    sf_cp_commit();
+    sf_cp_wait(0);
+    __syncthreads();
+
+    /* C·Bᵀ of this warp's strips: the diagonal tile into cbd (only the column blocks a strip
+     * can see), the columns left of the tile (group s computes strip s) into CBo as bf16 */
+    float cbd[2][8][4];
+#pragma unroll
+    for (int sI = 0; sI < 2; sI++) {
+        sf_zero<8>(cbd[sI]);
+        const int T = sI ? tb : ta, ws = sI ? 3 - w : w, r0 = T * SF_TILE + ws * 16;
+        if ((sI == 1 && !two) || r0 >= L) continue;
+        const hk_bf16 *Cst = Cs + sI * SF_TILE * LDN;
+        for (int kk = 0; kk < KN; kk++) {
+            uint32_t a[4];
+            sf_ldA(a, Cst, LDN, ws * 16, kk * 16);
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                if (q > ws) break;
+                uint32_t bq[4];
+                sf_ldB(bq, Bs, LDN, T * SF_TILE + q * 16, kk * 16); /* B(n, j) = B[j][n] */
+                sf_mma16816(cbd[sI][2 * q], a[0], a[1], a[2], a[3], bq[0], bq[1]);
+                sf_mma16816(cbd[sI][2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
+            }
+        }
+        if (grp != sI) continue;
+        hk_bf16 *cbo = sI ? CBo + SF_TILE * ld0 : CBo;
+        const int ldc = sI ? ld1 : ld0;
+        for (int jt = 0; jt < T; jt++) {
+            float tmp[8][4];
+            sf_zero<8>(tmp);
+            for (int kk = 0; kk < KN; kk++) {
+                uint32_t a[4];
+                sf_ldA(a, Cst, LDN, ws * 16, kk * 16);
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    uint32_t bq[4];
+                    sf_ldB(bq, Bs, LDN, jt * SF_TILE + q * 16, kk * 16);
+                    sf_mma16816(tmp[2 * q], a[0], a[1], a[2], a[3], bq[0], bq[1]);
+                    sf_mma16816(tmp[2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                const int col = jt * SF_TILE + nt * 8 + 2 * t;
+                sf_st2(cbo + (ws * 16 + gr) * ldc + col, tmp[nt][0], tmp[nt][1]);
+                sf_st2(cbo + (ws * 16 + gr + 8) * ldc + col, tmp[nt][2], tmp[nt][3]);
+            }
+        }
+    }
+    __syncthreads(); /* CBo complete; Bs consumed (its space becomes the head buffers) */
+
+    const int ra = qt * SF_TILE; /* rows allocated per head buffer */
+    hk_bf16 *Xs = (hk_bf16 *)(gbase + grp * sf_og_group_bytes<N>(qt)), *Ss = Xs + ra * SF_LDP;
+    float *cumS = (float *)(Ss + SF_P * LDN), *dlS = cumS + ra, *col0 = dlS + ra, *col1 = col0 + ra;
+    const int gt = tid & (SF_THREADS - 1), bar = 1 + grp;
+    hk_bf16 *Ys = (hk_bf16 *)(sf_sm + sf_og_main_bytes<N>(qt)) + warp * 16 * SF_LDP; /* YST: this warp's strip */
+    for (int hh = grp; hh < s.hpg; hh += 2) {
+        const int h = g * s.hpg + hh;
+        sf_bar(bar, SF_THREADS); /* the previous head's reads of this group's buffers are done */
+        for (int idx = gt; idx < rows * 8; idx += SF_THREADS) {
+            const int r = idx >> 3, v = idx & 7;
+            const bool ok = r < L;
+            sf_cp16(Xs + r * SF_LDP + v * 8, xr + (size_t)(ok ? r : 0) * s.W + (size_t)h * SF_P + v * 8, ok);
+        }
+        const hk_bf16 *sg = sbf + (((size_t)b * s.nc + c) * s.H + h) * s.PN;
+        for (int idx = gt; idx < SF_P * (N / 8); idx += SF_THREADS) {
+            const int p = idx / (N / 8), v = idx % (N / 8);
+            sf_cp16(Ss + p * LDN + v * 8, sg + (size_t)p * N + v * 8, true);
+        }
+        const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
+        for (int i = gt; i < rows; i += SF_THREADS) {
+            const bool ok = i < L;
+            sf_cp4(cumS + i, cum + ob + (ok ? i : 0), ok);
+            sf_cp4(dlS + i, delta + ob + (ok ? i : 0), ok);
+        }
+        sf_cp_commit();
+        sf_cp_wait(0);
+        sf_bar(bar, SF_THREADS);
+        /* column factors e^{cum_i0 − cum_j} Δ_j of the columns left of each tile */
+        for (int j = gt; j < tb * SF_TILE; j += SF_THREADS) {
+            const float cj = cumS[j], dj = dlS[j];
+            if (j < ta * SF_TILE) col0[j] = expf(fminf(cumS[ta * SF_TILE] - cj, 0.0f)) * dj;
+            col1[j] = expf(fminf(cumS[tb * SF_TILE] - cj, 0.0f)) * dj;
+        }
+        sf_bar(bar, SF_THREADS);
+        const float Dh = Dskip[h];
+#pragma unroll
+        for (int sI = 0; sI < 2; sI++) {
+            const int T = sI ? tb : ta, ws = sI ? 3 - w : w, i0 = T * SF_TILE, r0 = i0 + ws * 16;
+            if ((sI == 1 && !two) || r0 >= L) continue;
+            const hk_bf16 *Cst = Cs + sI * SF_TILE * LDN, *cbo = sI ? CBo + SF_TILE * ld0 : CBo;
+            const int ldc = sI ? ld1 : ld0;
+            const float *col = sI ? col1 : col0;
+            float acc[8][4];
+            sf_zero<8>(acc);
+            /* inter-chunk: (C S_inᵀ)(i, p), A(i, n) = C[i][n], B(n, p) = S[p][n] */
+            for (int kk = 0; kk < KN; kk++) {
+                uint32_t a[4];
+                sf_ldA(a, Cst, LDN, ws * 16, kk * 16);
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    uint32_t bq[4];
+                    sf_ldB(bq, Ss, LDN, q * 16, kk * 16);
+                    sf_mma16816(acc[2 * q], a[0], a[1], a[2], a[3], bq[0], bq[1]);
+                    sf_mma16816(acc[2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
+                }
+            }
+            const float ci = cumS[i0], e0 = expf(ci);
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) acc[nt][0] *= e0, acc[nt][1] *= e0, acc[nt][2] *= e0, acc[nt][3] *= e0;
+            /* columns left of the tile: A = CB[i][j] · col_j, B(j, p) = x[j][p] */
+            for (int kk = 0; kk < 4 * T; kk++) {
+                uint32_t a[4];
+                sf_ldA(a, cbo, ldc, ws * 16, kk * 16);
+                const int j = kk * 16 + 2 * t;
+                const float w0 = col[j], w1 = col[j + 1], w8 = col[j + 8], w9 = col[j + 9];
+                a[0] = sf_scale2(a[0], w0, w1), a[1] = sf_scale2(a[1], w0, w1);
+                a[2] = sf_scale2(a[2], w8, w9), a[3] = sf_scale2(a[3], w8, w9);
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    uint32_t bq[4];
+                    sf_ldB_t(bq, Xs, SF_LDP, kk * 16, q * 16);
+                    sf_mma16816(acc[2 * q], a[0], a[1], a[2], a[3], bq[0], bq[1]);
+                    sf_mma16816(acc[2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
+                }
+            }
+            const int il0 = ws * 16 + gr, il1 = il0 + 8; /* tile-local rows of this lane */
+            const float c0 = cumS[i0 + il0], c1 = cumS[i0 + il1];
+            {
+                const float f0 = expf(fminf(c0 - ci, 0.0f)), f1 = expf(fminf(c1 - ci, 0.0f));
+#pragma unroll
+                for (int nt = 0; nt < 8; nt++) acc[nt][0] *= f0, acc[nt][1] *= f0, acc[nt][2] *= f1, acc[nt][3] *= f1;
+            }
+            /* diagonal tile: M = CB ∘ e^{cum_i − cum_j} Δ_j (j ≤ i, else exactly 0), k-steps up to the strip */
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                if (kk > ws) break;
+                uint32_t a[4];
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    const int nt = 2 * kk + half, jl = nt * 8 + 2 * t;
+                    float m[4];
+#pragma unroll
+                    for (int q = 0; q < 2; q++) {
+                        const float cj = cumS[i0 + jl + q], dj = dlS[i0 + jl + q];
+                        m[q] = jl + q <= il0 ? cbd[sI][nt][q] * expf(fminf(c0 - cj, 0.0f)) * dj : 0.0f;
+                        m[2 + q] = jl + q <= il1 ? cbd[sI][nt][2 + q] * expf(fminf(c1 - cj, 0.0f)) * dj : 0.0f;
+                    }
+                    a[2 * half] = sf_pack(m[0], m[1]);     /* row gr:     k = 8·half + 2t, +1 */
+                    a[2 * half + 1] = sf_pack(m[2], m[3]); /* row gr + 8 */
+                }
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    uint32_t bq[4];
+                    sf_ldB_t(bq, Xs, SF_LDP, i0 + kk * 16, q * 16);
+                    sf_mma16816(acc[2 * q], a[0], a[1], a[2], a[3], bq[0], bq[1]);
+                    sf_mma16816(acc[2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
+                }
+            }
+            if (YST) {
+                /* acc + D x into the strip, then 16-byte rows out: lane l stores quarter l & 7 of rows
+                 * l >> 3, +4, +8, +12 (8 lanes cover one 128-byte row) */
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    const int il = gr + 8 * hr, i = r0 + il;
+#pragma unroll
+                    for (int nt = 0; nt < 8; nt++) {
+                        const int p = nt * 8 + 2 * t;
+                        const uint32_t xv = *reinterpret_cast<const uint32_t *>(Xs + i * SF_LDP + p);
+                        sf_st2(Ys + il * SF_LDP + p, acc[nt][2 * hr] + Dh * sf_lo(xv),
+                               acc[nt][2 * hr + 1] + Dh * sf_hi(xv));
+                    }
+                }
+                __syncwarp();
+#pragma unroll
+                for (int rr = 0; rr < 4; rr++) {
+                    const int il = (lane >> 3) + 4 * rr, i = r0 + il, v = lane & 7;
+                    if (i < L)
+                        *reinterpret_cast<uint4 *>(y + ((size_t)b * s.T + t0 + i) * s.HP + (size_t)h * SF_P + v * 8) =
+                            *reinterpret_cast<const uint4 *>(Ys + il * SF_LDP + v * 8);
+                }
+                __syncwarp(); /* the strip is read out before the next strip or head writes it */
+            } else {
+#pragma unroll
+                for (int hr = 0; hr < 2; hr++) {
+                    const int i = r0 + gr + 8 * hr;
+                    if (i >= L) continue;
+                    hk_bf16 *yr = y + ((size_t)b * s.T + t0 + i) * s.HP + (size_t)h * SF_P;
+#pragma unroll
+                    for (int nt = 0; nt < 8; nt++) {
+                        const int p = nt * 8 + 2 * t;
+                        const uint32_t xv = *reinterpret_cast<const uint32_t *>(Xs + i * SF_LDP + p);
+                        sf_st2(yr + p, acc[nt][2 * hr] + Dh * sf_lo(xv), acc[nt][2 * hr + 1] + Dh * sf_hi(xv));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#ifndef SF_EMU /* the emulation harness compiles only the kernels above */
+
+/* ==== legacy forward (HLAB_SSD_FWD_LEGACY=1, and chunks longer than 256) =======================
+ * decay · chunk_state (fp32 local states) · state_pass · chunk_out (C·Bᵀ per head). */
 
 /* ---- chunk_out: y for 64 rows i of one (chunk, h, b) ---------------------------------------- */
 
@@ -292,356 +682,18 @@ __global__ void __launch_bounds__(SF_THREADS)
     }
 }
 
-/* ---- backward, j side: 64 columns j of one (chunk, group, b), the group's heads in turn ------
- * Per head: U = B_j dSᵀ → dx_j += w_j U_j, dw_j = x_j·U_j, dB_j += w_j x_j dS; then over the
- * row tiles i ≥ j: (C Bᵀ)ᵀ and (dy xᵀ)ᵀ in the [j][i] orientation, Mᵀ, dscoreᵀ, G; dx_j += Mᵀ dy_i,
- * dB_j += dscoreᵀ C_i, colG_j = Σ_i G_ij. Writes dx (with D dy), dB, ddelta_j, the j-side dcum, rlast. */
-
-template <int N> static size_t sf_cols_smem() {
-    return sizeof(hk_bf16) * (3 * SF_TILE * (N + 8) + 4 * SF_TILE * SF_LDP) + sizeof(float) * 3 * SF_TILE;
-}
-
-template <int N>
-__global__ void __launch_bounds__(SF_THREADS)
-    sf_bwd_cols_kernel(hk_bf16 *dxbc, float *ddelta, float *dcum_j, float *rlast, const hk_bf16 *dy,
-                       const float *dSout, const hk_bf16 *xbc, const float *delta, const float *cum,
-                       const float *Dskip, ssd_geom s) {
-    constexpr int LDN = N + 8;
-    extern __shared__ __align__(16) unsigned char sf_sm[];
-    hk_bf16 *Bs = (hk_bf16 *)sf_sm, *Cs = Bs + SF_TILE * LDN, *dSs = Cs + SF_TILE * LDN;
-    hk_bf16 *Xs = dSs + SF_P * LDN, *dYs = Xs + SF_TILE * SF_LDP, *MTs = dYs + SF_TILE * SF_LDP;
-    hk_bf16 *DTs = MTs + SF_TILE * SF_LDQ;
-    float *cum_j = (float *)(DTs + SF_TILE * SF_LDQ), *dl_j = cum_j + SF_TILE, *cum_i = dl_j + SF_TILE;
-    const int jtiles = (s.Q + SF_TILE - 1) / SF_TILE;
-    const int c = blockIdx.x / jtiles, jt = blockIdx.x % jtiles, g = blockIdx.y, b = blockIdx.z;
-    const int t0 = c * s.Q, L = min(s.Q, s.T - t0), j0 = jt * SF_TILE;
-    if (j0 >= L) return;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, t = lane & 3, wr = warp * 16;
-    const hk_bf16 *rows = xbc + ((size_t)b * s.T + t0) * s.W;
-    sf_load_rows<N, LDN>(Bs, rows + s.HP + (size_t)g * N, s.W, j0, L);
-    float accB[N / 8][4];
-    sf_zero<N / 8>(accB);
-    const int jl0 = wr + gr, jl1 = wr + gr + 8; /* this lane's two fragment rows */
-    for (int h = g * s.hpg; h < (g + 1) * s.hpg; h++) {
-        const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
-        const float last = cum[ob + L - 1];
-        __syncthreads(); /* Xs, dSs, cum_j of the previous head are consumed */
-        sf_load_rows<SF_P, SF_LDP>(Xs, rows + (size_t)h * SF_P, s.W, j0, L);
-        sf_load_state<N>(dSs, dSout + (((size_t)b * s.nc + c) * s.H + h) * s.PN);
-        if (threadIdx.x < SF_TILE) {
-            const int j = j0 + threadIdx.x;
-            cum_j[threadIdx.x] = j < L ? cum[ob + j] : 0.0f;
-            dl_j[threadIdx.x] = j < L ? delta[ob + j] : 0.0f;
-        }
-        __syncthreads();
-        /* U(j, p) = Σ_n B_j[n] dS[p][n]: A(j, n) = Bs[j][n], B(n, p) = dSs[p][n] */
-        float accX[SF_P / 8][4];
-        sf_zero<SF_P / 8>(accX);
-        sf_mma<SF_P / 8, LDN, 1, 1, LDN>(accX, Bs + wr * LDN, dSs, N);
-        const bool v0 = j0 + jl0 < L, v1 = j0 + jl1 < L;
-        const float w0 = v0 ? expf(fminf(last - cum_j[jl0], 0.0f)) * dl_j[jl0] : 0.0f;
-        const float w1 = v1 ? expf(fminf(last - cum_j[jl1], 0.0f)) * dl_j[jl1] : 0.0f;
-        float dw0 = 0.0f, dw1 = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < SF_P / 8; nt++) {
-            const int p = nt * 8 + 2 * t;
-            const __nv_bfloat162 xa = *reinterpret_cast<const __nv_bfloat162 *>(Xs + jl0 * SF_LDP + p);
-            const __nv_bfloat162 xb = *reinterpret_cast<const __nv_bfloat162 *>(Xs + jl1 * SF_LDP + p);
-            dw0 += accX[nt][0] * __low2float(xa) + accX[nt][1] * __high2float(xa);
-            dw1 += accX[nt][2] * __low2float(xb) + accX[nt][3] * __high2float(xb);
-            accX[nt][0] *= w0, accX[nt][1] *= w0, accX[nt][2] *= w1, accX[nt][3] *= w1;
-        }
-        /* dB_j += w_j Σ_p x_j[p] dS[p][n]: A(j, p) = Xs[j][p], B(p, n) = dSs[p][n], 64 columns n at a time */
-#pragma unroll
-        for (int half = 0; half < N / 64; half++) {
-            float tmp[8][4];
-            sf_zero<8>(tmp);
-            sf_mma<8, SF_LDP, 1, LDN, 1>(tmp, Xs + wr * SF_LDP, dSs + half * 64, SF_P);
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                accB[half * 8 + nt][0] += w0 * tmp[nt][0], accB[half * 8 + nt][1] += w0 * tmp[nt][1];
-                accB[half * 8 + nt][2] += w1 * tmp[nt][2], accB[half * 8 + nt][3] += w1 * tmp[nt][3];
-            }
-        }
-        float colG0 = 0.0f, colG1 = 0.0f;
-        for (int i0 = j0; i0 < L; i0 += SF_TILE) {
-            __syncthreads(); /* Cs, dYs, cum_i of the previous row tile are consumed */
-            sf_load_rows<N, LDN>(Cs, rows + s.HP + (size_t)(s.G + g) * N, s.W, i0, L);
-            sf_load_rows<SF_P, SF_LDP>(dYs, dy + ((size_t)b * s.T + t0) * s.HP + (size_t)h * SF_P, s.HP, i0, L);
-            if (threadIdx.x < SF_TILE) cum_i[threadIdx.x] = i0 + threadIdx.x < L ? cum[ob + i0 + threadIdx.x] : 0.0f;
-            __syncthreads();
-            float cbT[SF_TILE / 8][4], dmT[SF_TILE / 8][4];
-            sf_zero<SF_TILE / 8>(cbT);
-            sf_zero<SF_TILE / 8>(dmT);
-            sf_mma<SF_TILE / 8, LDN, 1, 1, LDN>(cbT, Bs + wr * LDN, Cs, N);            /* B(n, i) = Cs[i][n] */
-            sf_mma<SF_TILE / 8, SF_LDP, 1, 1, SF_LDP>(dmT, Xs + wr * SF_LDP, dYs, SF_P); /* B(p, i) = dYs[i][p] */
-#pragma unroll
-            for (int nt = 0; nt < SF_TILE / 8; nt++) {
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int jl = hr ? jl1 : jl0, j = j0 + jl, il = nt * 8 + 2 * t;
-                    const float cj = cum_j[jl], dlj = dl_j[jl];
-                    float mt[2], dt2[2];
-#pragma unroll
-                    for (int q = 0; q < 2; q++) {
-                        const int i = i0 + il + q;
-                        const bool vis = j <= i && i < L && j < L;
-                        const float e = expf(fminf(cum_i[il + q] - cj, 0.0f));
-                        const float cbv = cbT[nt][2 * hr + q], dmv = dmT[nt][2 * hr + q];
-                        mt[q] = vis ? cbv * e * dlj : 0.0f;
-                        dt2[q] = vis ? dmv * e * dlj : 0.0f;
-                        const float gg = vis ? dmv * cbv * e : 0.0f;
-                        if (hr) colG1 += gg;
-                        else colG0 += gg;
-                    }
-                    sf_st2(MTs + jl * SF_LDQ + il, mt[0], mt[1]);
-                    sf_st2(DTs + jl * SF_LDQ + il, dt2[0], dt2[1]);
-                }
-            }
-            __syncwarp(); /* each warp reads back only its own 16 rows of MTs, DTs */
-            sf_mma<SF_P / 8, SF_LDQ, 1, SF_LDP, 1>(accX, MTs + wr * SF_LDQ, dYs, SF_TILE); /* B(i, p) = dYs[i][p] */
-            sf_mma<N / 8, SF_LDQ, 1, LDN, 1>(accB, DTs + wr * SF_LDQ, Cs, SF_TILE);       /* B(i, n) = Cs[i][n] */
-        }
-        dw0 = sf_quad_sum(dw0), dw1 = sf_quad_sum(dw1);
-        colG0 = sf_quad_sum(colG0), colG1 = sf_quad_sum(colG1);
-        const float Dh = Dskip[h];
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            const int jl = hr ? jl1 : jl0, j = j0 + jl;
-            if (j >= L) continue;
-            const size_t row = (size_t)b * s.T + t0 + j;
-#pragma unroll
-            for (int nt = 0; nt < SF_P / 8; nt++) {
-                const int p = nt * 8 + 2 * t;
-                const __nv_bfloat162 dv = *reinterpret_cast<const __nv_bfloat162 *>(dy + row * s.HP + (size_t)h * SF_P + p);
-                sf_st2(dxbc + row * s.W + (size_t)h * SF_P + p, accX[nt][2 * hr] + Dh * __low2float(dv),
-                       accX[nt][2 * hr + 1] + Dh * __high2float(dv));
-            }
-            if (t == 0) {
-                const float dw = hr ? dw1 : dw0, colG = hr ? colG1 : colG0, w = hr ? w1 : w0;
-                const float e = expf(fminf(last - cum_j[jl], 0.0f));
-                ddelta[ob + j] = dw * e + colG;
-                dcum_j[ob + j] = -dw * w - colG * dl_j[jl];
-                rlast[ob + j] = dw * w;
-            }
-        }
-    }
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-        const int j = j0 + (hr ? jl1 : jl0);
-        if (j >= L) continue;
-        hk_bf16 *dBj = dxbc + ((size_t)b * s.T + t0 + j) * s.W + s.HP + (size_t)g * N;
-#pragma unroll
-        for (int nt = 0; nt < N / 8; nt++) sf_st2(dBj + nt * 8 + 2 * t, accB[nt][2 * hr], accB[nt][2 * hr + 1]);
-    }
-}
-
-/* ---- backward, i side: 64 rows i of one (chunk, group, b), the group's heads in turn ---------
- * Per head: Z = dy_i S_in → dC_i += e_i Z_i, dcum_i += e_i C_i·Z_i; over the column tiles j ≤ i:
- * dscore = (dy xᵀ) ∘ e^{cum_i−cum_j} Δ_j, rowG_i = Σ_j dM CB e Δ_j, dC_i += dscore B_j.
- * Writes dC (summed over heads), the i-side dcum and the per-row D gradient. */
-
-template <int N> static size_t sf_rows_smem() {
-    return sizeof(hk_bf16) * (3 * SF_TILE * (N + 8) + 3 * SF_TILE * SF_LDP) + sizeof(float) * 3 * SF_TILE;
-}
-
-template <int N>
-__global__ void __launch_bounds__(SF_THREADS)
-    sf_bwd_rows_kernel(hk_bf16 *dxbc, float *dcum_i, float *dDrow, const hk_bf16 *dy, const float *states,
-                       const hk_bf16 *xbc, const float *delta, const float *cum, ssd_geom s) {
-    constexpr int LDN = N + 8;
-    extern __shared__ __align__(16) unsigned char sf_sm[];
-    hk_bf16 *Cs = (hk_bf16 *)sf_sm, *Bs = Cs + SF_TILE * LDN, *Ss = Bs + SF_TILE * LDN;
-    hk_bf16 *dYs = Ss + SF_P * LDN, *Xs = dYs + SF_TILE * SF_LDP, *DSs = Xs + SF_TILE * SF_LDP;
-    float *cum_i = (float *)(DSs + SF_TILE * SF_LDQ), *cum_j = cum_i + SF_TILE, *dl_j = cum_j + SF_TILE;
-    const int itiles = (s.Q + SF_TILE - 1) / SF_TILE;
-    const int c = blockIdx.x / itiles, it = blockIdx.x % itiles, g = blockIdx.y, b = blockIdx.z;
-    const int t0 = c * s.Q, L = min(s.Q, s.T - t0), i0 = it * SF_TILE;
-    if (i0 >= L) return;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, t = lane & 3, wr = warp * 16;
-    const hk_bf16 *rows = xbc + ((size_t)b * s.T + t0) * s.W;
-    sf_load_rows<N, LDN>(Cs, rows + s.HP + (size_t)(s.G + g) * N, s.W, i0, L);
-    float accC[N / 8][4];
-    sf_zero<N / 8>(accC);
-    const int il0 = wr + gr, il1 = wr + gr + 8;
-    for (int h = g * s.hpg; h < (g + 1) * s.hpg; h++) {
-        const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
-        __syncthreads(); /* dYs, Ss, cum_i of the previous head are consumed */
-        sf_load_rows<SF_P, SF_LDP>(dYs, dy + ((size_t)b * s.T + t0) * s.HP + (size_t)h * SF_P, s.HP, i0, L);
-        sf_load_state<N>(Ss, states + (((size_t)b * s.nc + c) * s.H + h) * s.PN);
-        if (threadIdx.x < SF_TILE) cum_i[threadIdx.x] = i0 + threadIdx.x < L ? cum[ob + i0 + threadIdx.x] : 0.0f;
-        __syncthreads();
-        const float ci0 = cum_i[il0], ci1 = cum_i[il1];
-        const float e0 = i0 + il0 < L ? expf(ci0) : 0.0f, e1 = i0 + il1 < L ? expf(ci1) : 0.0f;
-        float dc0 = 0.0f, dc1 = 0.0f;
-        /* Z(i, n) = Σ_p dy_i[p] S_in[p][n]: A(i, p) = dYs[i][p], B(p, n) = Ss[p][n], 64 columns at a time */
-#pragma unroll
-        for (int half = 0; half < N / 64; half++) {
-            float tmp[8][4];
-            sf_zero<8>(tmp);
-            sf_mma<8, SF_LDP, 1, LDN, 1>(tmp, dYs + wr * SF_LDP, Ss + half * 64, SF_P);
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                const int n = half * 64 + nt * 8 + 2 * t;
-                const __nv_bfloat162 ca = *reinterpret_cast<const __nv_bfloat162 *>(Cs + il0 * LDN + n);
-                const __nv_bfloat162 cb = *reinterpret_cast<const __nv_bfloat162 *>(Cs + il1 * LDN + n);
-                const float z0 = e0 * tmp[nt][0], z1 = e0 * tmp[nt][1], z2 = e1 * tmp[nt][2], z3 = e1 * tmp[nt][3];
-                accC[half * 8 + nt][0] += z0, accC[half * 8 + nt][1] += z1;
-                accC[half * 8 + nt][2] += z2, accC[half * 8 + nt][3] += z3;
-                dc0 += z0 * __low2float(ca) + z1 * __high2float(ca);
-                dc1 += z2 * __low2float(cb) + z3 * __high2float(cb);
-            }
-        }
-        float rowG0 = 0.0f, rowG1 = 0.0f;
-        for (int j0 = 0; j0 <= i0; j0 += SF_TILE) {
-            __syncthreads(); /* Bs, Xs, cum_j of the previous column tile are consumed */
-            sf_load_rows<N, LDN>(Bs, rows + s.HP + (size_t)g * N, s.W, j0, L);
-            sf_load_rows<SF_P, SF_LDP>(Xs, rows + (size_t)h * SF_P, s.W, j0, L);
-            if (threadIdx.x < SF_TILE) {
-                const int j = j0 + threadIdx.x;
-                cum_j[threadIdx.x] = j < L ? cum[ob + j] : 0.0f;
-                dl_j[threadIdx.x] = j < L ? delta[ob + j] : 0.0f;
-            }
-            __syncthreads();
-            float cb[SF_TILE / 8][4], dm[SF_TILE / 8][4];
-            sf_zero<SF_TILE / 8>(cb);
-            sf_zero<SF_TILE / 8>(dm);
-            sf_mma<SF_TILE / 8, LDN, 1, 1, LDN>(cb, Cs + wr * LDN, Bs, N);             /* B(n, j) = Bs[j][n] */
-            sf_mma<SF_TILE / 8, SF_LDP, 1, 1, SF_LDP>(dm, dYs + wr * SF_LDP, Xs, SF_P); /* B(p, j) = Xs[j][p] */
-#pragma unroll
-            for (int nt = 0; nt < SF_TILE / 8; nt++) {
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int il = hr ? il1 : il0, i = i0 + il, jl = nt * 8 + 2 * t;
-                    const float ci = hr ? ci1 : ci0;
-                    float ds[2];
-#pragma unroll
-                    for (int q = 0; q < 2; q++) {
-                        const int j = j0 + jl + q;
-                        const bool vis = j <= i && i < L && j < L;
-                        const float e = expf(fminf(ci - cum_j[jl + q], 0.0f)), dlj = dl_j[jl + q];
-                        const float dmv = dm[nt][2 * hr + q];
-                        ds[q] = vis ? dmv * e * dlj : 0.0f;
-                        const float gg = vis ? dmv * cb[nt][2 * hr + q] * e * dlj : 0.0f;
-                        if (hr) rowG1 += gg;
-                        else rowG0 += gg;
-                    }
-                    sf_st2(DSs + il * SF_LDQ + jl, ds[0], ds[1]);
-                }
-            }
-            __syncwarp(); /* each warp reads back only its own 16 rows of DSs */
-            sf_mma<N / 8, SF_LDQ, 1, LDN, 1>(accC, DSs + wr * SF_LDQ, Bs, SF_TILE); /* B(j, n) = Bs[j][n] */
-        }
-        dc0 = sf_quad_sum(dc0), dc1 = sf_quad_sum(dc1);
-        rowG0 = sf_quad_sum(rowG0), rowG1 = sf_quad_sum(rowG1);
-        /* dD per row: Σ_p dy_i[p] x_i[p], the quad's 4 lanes split p */
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            const int il = hr ? il1 : il0, i = i0 + il;
-            float dd = 0.0f;
-            if (i < L) {
-                const hk_bf16 *xi = rows + (size_t)i * s.W + (size_t)h * SF_P;
-                for (int p = 2 * t; p < SF_P; p += 8) {
-                    const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(xi + p);
-                    const __nv_bfloat162 dv = *reinterpret_cast<const __nv_bfloat162 *>(dYs + il * SF_LDP + p);
-                    dd += __low2float(xv) * __low2float(dv) + __high2float(xv) * __high2float(dv);
-                }
-            }
-            dd = sf_quad_sum(dd);
-            if (i < L && t == 0) {
-                dcum_i[ob + i] = (hr ? dc1 + rowG1 : dc0 + rowG0);
-                dDrow[ob + i] = dd;
-            }
-        }
-    }
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-        const int i = i0 + (hr ? il1 : il0);
-        if (i >= L) continue;
-        hk_bf16 *dCi = dxbc + ((size_t)b * s.T + t0 + i) * s.W + s.HP + (size_t)(s.G + g) * N;
-#pragma unroll
-        for (int nt = 0; nt < N / 8; nt++) sf_st2(dCi + nt * 8 + 2 * t, accC[nt][2 * hr], accC[nt][2 * hr + 1]);
-    }
-}
-
-/* ---- backward: per (chunk, h, b) the decay chain rule → ddt and parameter partials -----------
- * The block sums ⟨dS_out, S_in⟩; then warp 0 walks the chunk from its end in 32-row pieces:
- * da_i = Σ_{k≥i} dcum_k by a warp scan (lane 0 holds the highest row), carried between pieces. */
-
-__global__ void sf_bwd_final_kernel(hk_bf16 *ddt, float *partial, const float *dSout, const float *states,
-                                    const float *ddelta, const float *dcum_j, const float *dcum_i, const float *rlast,
-                                    const float *dDrow, const hk_bf16 *dt, const float *dt_bias, const float *A_log,
-                                    const float *delta, const float *cum, ssd_geom s) {
-    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const int t0 = c * s.Q, L = min(s.Q, s.T - t0);
-    const size_t so = (((size_t)b * s.nc + c) * s.H + h) * s.PN, ob = ((size_t)b * s.H + h) * s.T + t0;
-    float v = 0.0f;
-    for (size_t e = threadIdx.x; e < s.PN; e += blockDim.x) v += dSout[so + e] * states[so + e];
-    v = block_sum(v);
-    if (threadIdx.x >= 32) return;
-    const int lane = threadIdx.x;
-    const float A = -expf(A_log[h]), bias = dt_bias[h];
-    float rs = 0.0f;
-    for (int j = lane; j < L; j += 32) rs += rlast[ob + j];
-    const float extra = expf(cum[ob + L - 1]) * v + warp_sum(rs);
-    float carry = 0.0f, dA = 0.0f, dbias = 0.0f, dD = 0.0f;
-    for (int top = L - 1; top >= 0; top -= 32) {
-        const int i = top - lane;
-        float da = i >= 0 ? dcum_j[ob + i] + dcum_i[ob + i] + (i == L - 1 ? extra : 0.0f) : 0.0f;
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const float u = __shfl_up_sync(0xffffffffu, da, off);
-            if (lane >= off) da += u;
-        }
-        da += carry;
-        carry = __shfl_sync(0xffffffffu, da, 31);
-        if (i >= 0) {
-            dA += da * delta[ob + i];
-            const size_t n = ((size_t)b * s.T + t0 + i) * s.H + h;
-            const float du = (ddelta[ob + i] + da * A) * ssd_sigmoid(ld(dt[n]) + bias);
-            ddt[n] = st<hk_bf16>(du);
-            dbias += du;
-            dD += dDrow[ob + i];
-        }
-    }
-    dA = warp_sum(dA), dbias = warp_sum(dbias), dD = warp_sum(dD);
-    if (lane == 0) {
-        float *pp = partial + (((size_t)h * s.B + b) * s.nc + c) * 3;
-        pp[0] = dbias, pp[1] = dA * A, pp[2] = dD;
-    }
-}
-
 /* ---- host -------------------------------------------------------------------------------------- */
 
-/* 1: run the fast path; 0: a failure was recorded. */
-static int sf_check(hk_backend *hk, hk_ssd_dims d, const char *op, const void *p0, const void *p1, const void *p2) {
-    if (d.B <= 0 || d.T <= 0 || d.H <= 0 || d.P <= 0 || d.N <= 0 || d.G <= 0 || d.chunk <= 0 || d.H % d.G != 0 ||
-        d.B > 65535 || d.H > 65535 || d.G > 65535) {
-        hk_cuda_fail(hk, HLAB_EINVAL,
-                     "%s: bad dims B=%d T=%d H=%d P=%d G=%d N=%d chunk=%d (expected all > 0, H %% G == 0, B, H <= 65535)",
-                     op, d.B, d.T, d.H, d.P, d.G, d.N, d.chunk);
-        return 0;
-    }
-    const uintptr_t bits = (uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2;
-    const long long gx = ((long long)d.T + d.chunk - 1) / d.chunk * ((d.chunk + SF_TILE - 1) / SF_TILE);
-    if (d.P != SF_P || (d.N != 64 && d.N != 128) || (bits & 15) != 0 || gx > 0x7fffffffLL) {
-        hk_cuda_fail(hk, HLAB_EUNSUPPORTED,
-                     "%s: the tensor-core SSD supports P = 64, N = 64 or 128 and 16-byte aligned buffers (got P=%d "
-                     "N=%d, alignment bits %u)",
-                     op, d.P, d.N, (unsigned)(bits & 15));
-        return 0;
-    }
-    return 1;
-}
-
-template <typename K> static int sf_smem_attr(hk_backend *hk, K kernel, size_t smem) {
-    return !hk_cuda_record(hk, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-                           "ssd_fast shared memory");
-}
+/* ev (timing, test-only; else NULL): ev[k] is recorded before kernel k and ev[nk] after the last. */
+#define SF_REC(k)                                                                                               \
+    do {                                                                                                        \
+        if (ev) cudaEventRecord(ev[k], st_);                                                                    \
+    } while (0)
 
 template <int N>
-static void sf_fwd(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf16 *xbc, const hk_bf16 *dt,
-                   const float *dt_bias, const float *A_log, const float *Dskip, const ssd_geom &s) {
+static void sf_fwd_legacy(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf16 *xbc, const hk_bf16 *dt,
+                          const float *dt_bias, const float *A_log, const float *Dskip, const ssd_geom &s,
+                          cudaEvent_t *ev) {
     /* bht rounded up to 4 floats: the state buffers after it are read as float4 */
     const size_t bht = ((size_t)s.B * s.H * s.T + 3) & ~(size_t)3, nst = (size_t)s.B * s.nc * s.H * s.PN;
     float *scr = (float *)hk_cuda_scratch(hk, sizeof(float) * (2 * bht + nst));
@@ -649,53 +701,176 @@ static void sf_fwd(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf16 *xbc
     float *delta = scr, *cum = delta + bht, *local = cum + bht;
     cudaStream_t st_ = hk_cuda_stream(hk);
     const int itiles = (s.Q + SF_TILE - 1) / SF_TILE;
-    sf_decay_kernel<<<dim3(s.nc, s.H, s.B), 32, 0, st_>>>(delta, cum, dt, dt_bias, A_log, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_fwd decay")) return;
-    sf_chunk_state_kernel<N, false><<<dim3(s.nc, s.H, s.B), SF_THREADS, 0, st_>>>(local, xbc, s.W, xbc, delta, cum, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_fwd chunk states")) return;
-    sf_state_pass_kernel<false><<<dim3((unsigned)((s.PN + 255) / 256), s.H, s.B), 256, 0, st_>>>(states, local, cum, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_fwd state passing")) return;
     const size_t smem = sf_out_smem<N>();
     if (!sf_smem_attr(hk, sf_chunk_out_kernel<N>, smem)) return;
+    SF_REC(0);
+    sf_decay_kernel<<<dim3(s.nc, s.H, s.B), 32, 0, st_>>>(delta, cum, dt, dt_bias, A_log, s);
+    if (hk_cuda_check_launch(hk, "ssd_fast_fwd decay")) return;
+    SF_REC(1);
+    sf_chunk_state_kernel<N, false><<<dim3(s.nc, s.H, s.B), SF_THREADS, 0, st_>>>(local, xbc, s.W, xbc, delta, cum, s);
+    if (hk_cuda_check_launch(hk, "ssd_fast_fwd chunk states")) return;
+    SF_REC(2);
+    sf_state_pass_kernel<false><<<dim3((unsigned)((s.PN + 255) / 256), s.H, s.B), 256, 0, st_>>>(states, local, cum, s);
+    if (hk_cuda_check_launch(hk, "ssd_fast_fwd state passing")) return;
+    SF_REC(3);
     sf_chunk_out_kernel<N><<<dim3(s.nc * itiles, s.H, s.B), SF_THREADS, smem, st_>>>(y, states, xbc, delta, cum,
                                                                                    Dskip, s);
-    hk_cuda_check_launch(hk, "ssd_fast_fwd output");
+    if (hk_cuda_check_launch(hk, "ssd_fast_fwd output")) return;
+    SF_REC(4);
+}
+
+/* The forward's variants (env, read per call):
+ *   HLAB_SSD_FWD_LEGACY=1      the legacy path (also for chunks > 256)
+ *   (default, or =scan2)       two-phase state: state_local (all chunks in parallel, fp32 local
+ *                              states in `states`) · state_scan
+ *   HLAB_SSD_FWD_STATE=scan2bf two-phase state, local states bf16 (in the bf16 copy `sbf`)
+ *   HLAB_SSD_FWD_STATE=fused   fused state kernel 64 × 64 per block, 5-stage ring (the default
+ *                              before the two-phase state)
+ *   HLAB_SSD_FWD_STATE=v1      fused state kernel as first measured (3-stage ring)
+ *   HLAB_SSD_FWD_STATE=psplit  fused state kernel with P split in two (32 × 64 per block, 5 stages)
+ *   HLAB_SSD_FWD_YDIRECT=1     out_group stores y from the mma fragments (as first measured)
+ *   (default)                  out_group stages y through shared memory, 16-byte stores */
+static int sf_env_is(const char *name, const char *value) {
+    const char *v = getenv(name);
+    return v && strcmp(v, value) == 0;
+}
+static int sf_fwd_is_legacy(const ssd_geom &s) { return s.Q > 4 * SF_TILE || sf_env_is("HLAB_SSD_FWD_LEGACY", "1"); }
+/* the state kernels: 1 the fused single kernel (fused, v1, psplit), 0 the two phases */
+static int sf_fwd_state_fused() {
+    return sf_env_is("HLAB_SSD_FWD_STATE", "fused") || sf_env_is("HLAB_SSD_FWD_STATE", "v1") ||
+           sf_env_is("HLAB_SSD_FWD_STATE", "psplit");
+}
+
+/* two-phase state; SF_REC(2) between the phases (ev: timing, else NULL) */
+template <int N, bool LBF>
+static int sf_launch_state2(hk_backend *hk, cudaStream_t st_, float *states, hk_bf16 *sbf, const hk_bf16 *xbc,
+                            const float *wst, const float *cum, const ssd_geom &s, cudaEvent_t *ev) {
+    const int qt = (s.Q + SF_TILE - 1) / SF_TILE, hgb = (s.hpg + SF_LOC_HB - 1) / SF_LOC_HB;
+    const size_t smem = sf_loc_smem<N>(qt);
+    if (!sf_smem_attr(hk, sf_state_local_kernel<N, LBF>, smem)) return 0;
+    if (s.nc > 1) { /* the last chunk's local state is not needed */
+        sf_state_local_kernel<N, LBF><<<dim3(s.nc - 1, s.G * hgb, s.B), 2 * SF_THREADS, smem, st_>>>(states, sbf, xbc,
+                                                                                                   wst, s);
+        if (hk_cuda_check_launch(hk, "ssd_fast_fwd local states")) return 0;
+    }
+    SF_REC(2);
+    sf_state_scan_kernel<LBF><<<dim3((unsigned)((s.PN / 4 + 255) / 256), s.H, s.B), 256, 0, st_>>>(states, sbf, cum, s);
+    return !hk_cuda_check_launch(hk, "ssd_fast_fwd state scan");
+}
+
+template <int N, int PB, int STAGES>
+static int sf_launch_state(hk_backend *hk, cudaStream_t st_, float *states, hk_bf16 *sbf, const hk_bf16 *xbc,
+                           const float *wst, const float *cum, const ssd_geom &s) {
+    constexpr size_t smem = sf_state_smem<PB, STAGES>();
+    if (!sf_smem_attr(hk, sf_state_kernel<N, PB, STAGES>, smem)) return 0;
+    sf_state_kernel<N, PB, STAGES><<<dim3((N / 64) * (SF_P / PB), s.H, s.B), SF_THREADS, smem, st_>>>(states, sbf, xbc,
+                                                                                                    wst, cum, s);
+    return !hk_cuda_check_launch(hk, "ssd_fast_fwd states");
+}
+
+template <int N, bool YST>
+static int sf_launch_out_group(hk_backend *hk, cudaStream_t st_, hk_bf16 *y, const hk_bf16 *sbf, const hk_bf16 *xbc,
+                               const float *delta, const float *cum, const float *Dskip, const ssd_geom &s) {
+    const int qt = (s.Q + SF_TILE - 1) / SF_TILE, np = (qt + 1) / 2;
+    const size_t smem = sf_og_smem<N, YST>(qt);
+    if (!sf_smem_attr(hk, sf_out_group_kernel<N, YST>, smem)) return 0;
+    sf_out_group_kernel<N, YST><<<dim3(s.nc * np, s.G, s.B), 2 * SF_THREADS, smem, st_>>>(y, sbf, xbc, delta, cum,
+                                                                                         Dskip, s);
+    return !hk_cuda_check_launch(hk, "ssd_fast_fwd output");
 }
 
 template <int N>
-static void sf_bwd(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bias, float *dA_log, float *dDskip,
-                   const hk_bf16 *dy, const float *states, const hk_bf16 *xbc, const hk_bf16 *dt, const float *dt_bias,
-                   const float *A_log, const float *Dskip, const ssd_geom &s) {
-    /* bht rounded up to 4 floats: the state buffers after it are read as float4 */
+static void sf_fwd(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf16 *xbc, const hk_bf16 *dt,
+                   const float *dt_bias, const float *A_log, const float *Dskip, const ssd_geom &s,
+                   cudaEvent_t *ev) {
+    if (sf_fwd_is_legacy(s)) {
+        sf_fwd_legacy<N>(hk, y, states, xbc, dt, dt_bias, A_log, Dskip, s, ev);
+        return;
+    }
+    /* bht rounded up to 4 floats: the buffers after it are read 16 bytes at a time */
     const size_t bht = ((size_t)s.B * s.H * s.T + 3) & ~(size_t)3, nst = (size_t)s.B * s.nc * s.H * s.PN;
-    const size_t npart = (size_t)s.H * s.B * s.nc * 3;
-    float *scr = (float *)hk_cuda_scratch(hk, sizeof(float) * (7 * bht + 2 * nst + npart));
+    float *scr = (float *)hk_cuda_scratch(hk, sizeof(float) * 3 * bht + sizeof(hk_bf16) * nst);
     if (!scr) return;
-    float *delta = scr, *cum = delta + bht, *ddelta = cum + bht, *dcum_j = ddelta + bht, *dcum_i = dcum_j + bht;
-    float *rlast = dcum_i + bht, *dDrow = rlast + bht, *local = dDrow + bht, *dSout = local + nst;
-    float *partial = dSout + nst;
+    float *delta = scr, *cum = delta + bht, *wst = cum + bht;
+    hk_bf16 *sbf = (hk_bf16 *)(wst + bht);
     cudaStream_t st_ = hk_cuda_stream(hk);
-    const int qtiles = (s.Q + SF_TILE - 1) / SF_TILE;
-    sf_decay_kernel<<<dim3(s.nc, s.H, s.B), 32, 0, st_>>>(delta, cum, dt, dt_bias, A_log, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_bwd decay")) return;
-    sf_chunk_state_kernel<N, true><<<dim3(s.nc, s.H, s.B), SF_THREADS, 0, st_>>>(local, dy, s.HP, xbc, delta, cum, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_bwd chunk dstates")) return;
-    sf_state_pass_kernel<true><<<dim3((unsigned)((s.PN + 255) / 256), s.H, s.B), 256, 0, st_>>>(dSout, local, cum, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_bwd state passing")) return;
-    const size_t smem_c = sf_cols_smem<N>(), smem_r = sf_rows_smem<N>();
-    if (!sf_smem_attr(hk, sf_bwd_cols_kernel<N>, smem_c)) return;
-    sf_bwd_cols_kernel<N><<<dim3(s.nc * qtiles, s.G, s.B), SF_THREADS, smem_c, st_>>>(
-        dxbc, ddelta, dcum_j, rlast, dy, dSout, xbc, delta, cum, Dskip, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_bwd columns")) return;
-    if (!sf_smem_attr(hk, sf_bwd_rows_kernel<N>, smem_r)) return;
-    sf_bwd_rows_kernel<N><<<dim3(s.nc * qtiles, s.G, s.B), SF_THREADS, smem_r, st_>>>(dxbc, dcum_i, dDrow, dy,
-                                                                                     states, xbc, delta, cum, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_bwd rows")) return;
-    sf_bwd_final_kernel<<<dim3(s.nc, s.H, s.B), 256, 0, st_>>>(ddt, partial, dSout, states, ddelta, dcum_j, dcum_i,
-                                                              rlast, dDrow, dt, dt_bias, A_log, delta, cum, s);
-    if (hk_cuda_check_launch(hk, "ssd_fast_bwd decay chain")) return;
-    ssd_param_sum_kernel<<<(s.H + 127) / 128, 128, 0, st_>>>(ddt_bias, dA_log, dDskip, partial, s.H, s.B * s.nc);
-    hk_cuda_check_launch(hk, "ssd_fast_bwd parameters");
+    SF_REC(0);
+    sf_decay_w_kernel<<<dim3(s.nc, s.H, s.B), 32, 0, st_>>>(delta, cum, wst, dt, dt_bias, A_log, s);
+    if (hk_cuda_check_launch(hk, "ssd_fast_fwd decay")) return;
+    SF_REC(1);
+    int ok;
+    const int fused = sf_fwd_state_fused();
+    if (sf_env_is("HLAB_SSD_FWD_STATE", "v1"))
+        ok = sf_launch_state<N, 64, 3>(hk, st_, states, sbf, xbc, wst, cum, s);
+    else if (sf_env_is("HLAB_SSD_FWD_STATE", "psplit"))
+        ok = sf_launch_state<N, 32, 5>(hk, st_, states, sbf, xbc, wst, cum, s);
+    else if (fused)
+        ok = sf_launch_state<N, 64, 5>(hk, st_, states, sbf, xbc, wst, cum, s);
+    else if (sf_env_is("HLAB_SSD_FWD_STATE", "scan2bf"))
+        ok = sf_launch_state2<N, true>(hk, st_, states, sbf, xbc, wst, cum, s, ev);
+    else
+        ok = sf_launch_state2<N, false>(hk, st_, states, sbf, xbc, wst, cum, s, ev);
+    if (!ok) return;
+    const int k_out = fused ? 2 : 3; /* index of out_group's start event */
+    SF_REC(k_out);
+    if (sf_env_is("HLAB_SSD_FWD_YDIRECT", "1"))
+        ok = sf_launch_out_group<N, false>(hk, st_, y, sbf, xbc, delta, cum, Dskip, s);
+    else
+        ok = sf_launch_out_group<N, true>(hk, st_, y, sbf, xbc, delta, cum, Dskip, s);
+    if (!ok) return;
+    SF_REC(k_out + 1);
+}
+
+static void sf_fwd_any(hk_backend *hk, void *y, void *states, const void *xbc, const void *dt, const void *dt_bias,
+                       const void *A_log, const void *Dskip, const ssd_geom &s, cudaEvent_t *ev) {
+    if (s.N == 64)
+        sf_fwd<64>(hk, (hk_bf16 *)y, (float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,
+                   (const float *)dt_bias, (const float *)A_log, (const float *)Dskip, s, ev);
+    else
+        sf_fwd<128>(hk, (hk_bf16 *)y, (float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,
+                    (const float *)dt_bias, (const float *)A_log, (const float *)Dskip, s, ev);
+}
+
+static int sf_cmp_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Test-only (declared in tests/cuda/test_cuda_ssd_fast.c): the forward's kernels timed one by one.
+ * Runs the forward as hk_cuda_ssd_fast_fwd would (same variant switches), 2 warm-up runs, then
+ * `reps` (1..64) runs with a CUDA event between consecutive kernels; ms[k] = the median time of
+ * kernel k (default path: decay_w, state_local, state_scan, out_group; fused state (fused, v1,
+ * psplit): decay_w, state, out_group; legacy: decay, chunk_state, state_pass, chunk_out). Returns the number of kernels timed (≤ max_k), 0 on failure (recorded on hk, or the
+ * dims/mode unsupported). */
+extern "C" int hk_cuda_ssd_fast_fwd_kernel_ms(hk_backend *hk, float *ms, int max_k, int reps, void *y, void *states,
+                                             const void *xbc, const void *dt, const void *dt_bias, const void *A_log,
+                                             const void *Dskip, hk_ssd_dims d) {
+    if (hk->act != HK_BF16 || reps < 1 || reps > 64) return 0;
+    if (!sf_check(hk, d, "ssd_fast_fwd (kernel timing)", y, states, xbc)) return 0;
+    const ssd_geom s = ssd_make(d);
+    const int nk = sf_fwd_is_legacy(s) || !sf_fwd_state_fused() ? 4 : 3;
+    if (max_k < nk) return 0;
+    cudaEvent_t ev[5];
+    for (int k = 0; k <= nk; k++)
+        if (hk_cuda_record(hk, cudaEventCreate(&ev[k]), "ssd_fast_fwd timing events")) {
+            for (int j = 0; j < k; j++) cudaEventDestroy(ev[j]);
+            return 0;
+        }
+    float t[4][64];
+    int ok = 1;
+    for (int r = -2; r < reps && ok; r++) {
+        sf_fwd_any(hk, y, states, xbc, dt, dt_bias, A_log, Dskip, s, ev);
+        ok = !hk_cuda_record(hk, cudaEventSynchronize(ev[nk]), "ssd_fast_fwd timing");
+        for (int k = 0; k < nk && ok && r >= 0; k++)
+            ok = !hk_cuda_record(hk, cudaEventElapsedTime(&t[k][r], ev[k], ev[k + 1]), "ssd_fast_fwd timing");
+    }
+    for (int k = 0; k <= nk; k++) cudaEventDestroy(ev[k]);
+    if (!ok) return 0;
+    for (int k = 0; k < nk; k++) {
+        qsort(t[k], (size_t)reps, sizeof(float), sf_cmp_float);
+        ms[k] = reps & 1 ? t[k][reps / 2] : 0.5f * (t[k][reps / 2 - 1] + t[k][reps / 2]);
+    }
+    return nk;
 }
 
 extern "C" void hk_cuda_ssd_fast_fwd(hk_backend *hk, void *y, void *states, const void *xbc, const void *dt,
@@ -705,32 +880,7 @@ extern "C" void hk_cuda_ssd_fast_fwd(hk_backend *hk, void *y, void *states, cons
         return;
     }
     if (!sf_check(hk, d, "ssd_fast_fwd", y, states, xbc)) return;
-    const ssd_geom s = ssd_make(d);
-    if (d.N == 64)
-        sf_fwd<64>(hk, (hk_bf16 *)y, (float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,
-                   (const float *)dt_bias, (const float *)A_log, (const float *)Dskip, s);
-    else
-        sf_fwd<128>(hk, (hk_bf16 *)y, (float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,
-                    (const float *)dt_bias, (const float *)A_log, (const float *)Dskip, s);
-}
-
-extern "C" void hk_cuda_ssd_fast_bwd(hk_backend *hk, void *dxbc, void *ddt, void *ddt_bias, void *dA_log,
-                                     void *dDskip, const void *dy, const void *states, const void *xbc, const void *dt,
-                                     const void *dt_bias, const void *A_log, const void *Dskip, hk_ssd_dims d) {
-    if (hk->act != HK_BF16) {
-        hk_cuda_ssd_bwd(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, d);
-        return;
-    }
-    if (!sf_check(hk, d, "ssd_fast_bwd", dxbc, dy, xbc) || !sf_check(hk, d, "ssd_fast_bwd", states, dxbc, dy)) return;
-    const ssd_geom s = ssd_make(d);
-    if (d.N == 64)
-        sf_bwd<64>(hk, (hk_bf16 *)dxbc, (hk_bf16 *)ddt, (float *)ddt_bias, (float *)dA_log, (float *)dDskip,
-                   (const hk_bf16 *)dy, (const float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,
-                   (const float *)dt_bias, (const float *)A_log, (const float *)Dskip, s);
-    else
-        sf_bwd<128>(hk, (hk_bf16 *)dxbc, (hk_bf16 *)ddt, (float *)ddt_bias, (float *)dA_log, (float *)dDskip,
-                    (const hk_bf16 *)dy, (const float *)states, (const hk_bf16 *)xbc, (const hk_bf16 *)dt,
-                    (const float *)dt_bias, (const float *)A_log, (const float *)Dskip, s);
+    sf_fwd_any(hk, y, states, xbc, dt, dt_bias, A_log, Dskip, ssd_make(d), NULL);
 }
 
 /* The backend's ssd_fwd / ssd_bwd: the tensor-core path where it applies (bf16
@@ -772,3 +922,5 @@ extern "C" void hk_cuda_ssd_simt_bwd(hk_backend *hk, void *dxbc, void *ddt, void
 }
 
 extern "C" cudaStream_t hk_cuda_ssd_fast_stream(hk_backend *hk) { return hk_cuda_stream(hk); }
+
+#endif /* SF_EMU */

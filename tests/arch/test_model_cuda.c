@@ -84,25 +84,57 @@ int main(void) {
         fprintf(stderr, "backends: %s\n", err.msg);
         return 1;
     }
-    struct { const char *what; const char *layout; hlab_fuse_op fuse; hlab_channel ch; hlab_norm_kind norm; int qk; } cases[] = {
-        {"attention dense", "AA", HLAB_FUSE_ADD, HLAB_CHANNEL_DENSE, HLAB_NORM_RMS, 0},
-        {"attention qk-norm moe layernorm", "AA", HLAB_FUSE_ADD, HLAB_CHANNEL_MOE, HLAB_NORM_LAYER, 1},
-        {"mamba dense", "MM", HLAB_FUSE_ADD, HLAB_CHANNEL_DENSE, HLAB_NORM_RMS, 0},
-        {"hybrid MA moe", "MA", HLAB_FUSE_ADD, HLAB_CHANNEL_MOE, HLAB_NORM_RMS, 0},
-        {"parallel normadd", "PP", HLAB_FUSE_NORMADD, HLAB_CHANNEL_DENSE, HLAB_NORM_RMS, 0},
-        {"parallel concat", "PP", HLAB_FUSE_CONCAT, HLAB_CHANNEL_DENSE, HLAB_NORM_LAYER, 0},
-        {"parallel gate moe", "PM", HLAB_FUSE_GATE, HLAB_CHANNEL_MOE, HLAB_NORM_RMS, 0},
+    /* Every design kind (pure attention, pure Mamba-2, sequential hybrid, parallel with each of
+     * the five fusion operators), each dense and with MoE; norms and QK-norm vary across cases. */
+    struct { const char *what; const char *layout; hlab_fuse_op fuse; hlab_norm_kind norm; int qk; } kinds[] = {
+        {"attention", "AA", HLAB_FUSE_ADD, HLAB_NORM_RMS, 0},
+        {"attention qk-norm layernorm", "AA", HLAB_FUSE_ADD, HLAB_NORM_LAYER, 1},
+        {"mamba", "MM", HLAB_FUSE_ADD, HLAB_NORM_RMS, 0},
+        {"sequential hybrid MA", "MA", HLAB_FUSE_ADD, HLAB_NORM_RMS, 0},
+        {"parallel add", "PP", HLAB_FUSE_ADD, HLAB_NORM_RMS, 0},
+        {"parallel mean", "PP", HLAB_FUSE_MEAN, HLAB_NORM_LAYER, 0},
+        {"parallel normadd", "PP", HLAB_FUSE_NORMADD, HLAB_NORM_RMS, 0},
+        {"parallel concat", "PP", HLAB_FUSE_CONCAT, HLAB_NORM_LAYER, 0},
+        {"parallel gate", "PM", HLAB_FUSE_GATE, HLAB_NORM_RMS, 1},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        for (int moe = 0; moe <= 1; moe++) {
+            hlab_model_config c;
+            base_config(&c);
+            strcpy(c.layout, kinds[i].layout);
+            c.fuse_op = kinds[i].fuse;
+            c.channel_attn = c.channel_mamba = c.channel_parallel = moe ? HLAB_CHANNEL_MOE : HLAB_CHANNEL_DENSE;
+            c.norm = kinds[i].norm;
+            c.qk_norm = kinds[i].qk;
+            char what[96];
+            snprintf(what, sizeof what, "%s %s", kinds[i].what, moe ? "moe" : "dense");
+            compare(what, &c, cpu, g32, 1e-5, 1e-5); /* H100: loss 3e-8, grads <= 5e-7 */
+            compare(what, &c, cpu, g16, 1e-3, 3e-2); /* H100: loss <= 7e-5, grads <= 9e-3 */
+        }
+
+    /* The same kinds at head dims that take the bf16 fast paths (tensor-core attention at dh 64,
+     * tensor-core SSD at P 64, N 64), so the whole model runs through the kernels the bench uses. */
+    struct { const char *what; const char *layout; hlab_fuse_op fuse; int moe; } fast[] = {
+        {"fast attention", "AA", HLAB_FUSE_ADD, 0},   {"fast mamba", "MM", HLAB_FUSE_ADD, 0},
+        {"fast hybrid MA moe", "MA", HLAB_FUSE_ADD, 1}, {"fast parallel normadd", "PP", HLAB_FUSE_NORMADD, 0},
+        {"fast parallel gate moe", "PM", HLAB_FUSE_GATE, 1},
+    };
+    for (size_t i = 0; i < sizeof fast / sizeof *fast; i++) {
         hlab_model_config c;
         base_config(&c);
-        strcpy(c.layout, cases[i].layout);
-        c.fuse_op = cases[i].fuse;
-        c.channel_attn = c.channel_mamba = c.channel_parallel = cases[i].ch;
-        c.norm = cases[i].norm;
-        c.qk_norm = cases[i].qk;
-        compare(cases[i].what, &c, cpu, g32, 1e-5, 1e-5); /* H100: loss 3e-8, grads ≤ 5e-7 */
-        compare(cases[i].what, &c, cpu, g16, 1e-3, 3e-2); /* H100: loss ≤ 7e-5, grads ≤ 9e-3 */
+        c.d_model = 128;
+        c.head_dim = 64;
+        c.n_heads = 2;
+        c.n_kv_heads = 1;
+        c.mamba_headdim = 64;
+        c.mamba_d_state = 64;
+        c.par_attn_heads = 2;
+        c.par_attn_kv_heads = 1;
+        c.par_mamba_heads = 2;
+        strcpy(c.layout, fast[i].layout);
+        c.fuse_op = fast[i].fuse;
+        c.channel_attn = c.channel_mamba = c.channel_parallel = fast[i].moe ? HLAB_CHANNEL_MOE : HLAB_CHANNEL_DENSE;
+        compare(fast[i].what, &c, cpu, g16, 1e-3, 3e-2);
     }
     hk_destroy(g16);
     hk_destroy(g32);

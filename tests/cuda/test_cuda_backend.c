@@ -132,7 +132,7 @@ int main(void) {
         CHECK(hk->check(hk, &err) == HLAB_OK, "no error expected yet: %s", err.msg);
         int dummy;
         hk->free(hk, &dummy);
-        hk->adamw(hk, NULL, NULL, NULL, NULL, NULL, 4, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 0, 1.0f);
+        hk->adamw(hk, NULL, NULL, NULL, NULL, NULL, 4, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 0, 1.0f, NULL);
         CHECK(hk->check(hk, &err) == HLAB_EINVAL && strstr(err.msg, "free") != NULL,
               "first error (bad free) must stick, got %d: %s", err.code, err.msg);
         if (hk) hk->destroy(hk);

@@ -6,9 +6,12 @@
  *   attention (T config: Hq 12, Hkv 4, dh 64) fwd, bwd, fwd+bwd: causal FLOPs
  *     fwd = 2·B·Hq·dh·T² (two T×T×dh products over the causal half), bwd = 2.5 × fwd
  *     (the FlashAttention convention), compared with the bf16 matmul rate measured here;
+ *     and the backward's rowdot / dK/dV / dQ kernels alone;
  *   SSD (M config: H 24, P 64, N 128, G 1, chunk 256) fwd and bwd against the memory floor
  *     (each A input read once, each output written once, states R written / read once);
- *   conv1d + SiLU and gated RMSNorm against their memory floors.
+ *   conv1d + SiLU and gated RMSNorm against their memory floors (the default paths, then
+ *   the conv window path at other time chunks and both ops' legacy kernels, selected
+ *   through HLAB_CONV_CHUNK / HLAB_CONV_LEGACY / HLAB_GN_LEGACY, for comparison).
  * Ceilings measured first in the same run: a bf16 device copy (bytes read + written)
  * and an 8192³ bf16 matmul through the backend. Median of 5 samples after a warm-up.
  */
@@ -138,9 +141,18 @@ int main(void) {
         char shape[64];
         snprintf(shape, sizeof shape, "B%d T%d Hq%d Hkv%d dh%d", B, T, d.Hq, d.Hkv, dh);
         const double by = (double)N * (W + OW) * 2;
+        /* the backward's three kernels alone through HLAB_ATTN_BWD_PART (read per call), at the
+         * FLOPs they execute: dK/dV 4 tile products (S, dP, dV, dK), dQ 3 (S and dP again, dQ) */
         report("attention_fwd", shape, time_op(op_att_fwd, &a, 3), by, ff);
         report("attention_bwd", shape, time_op(op_att_bwd, &a, 3), 2 * by + N * W * 2, 2.5 * ff);
         report("attention_fwd+bwd", shape, time_op(op_att_both, &a, 3), 3 * by + N * W * 2, 3.5 * ff);
+        setenv("HLAB_ATTN_BWD_PART", "rowdot", 1);
+        report("attn_bwd_rowdot", shape, time_op(op_att_bwd, &a, 3), 2.0 * N * OW * 2 + (double)B * d.Hq * T * 4, 0);
+        setenv("HLAB_ATTN_BWD_PART", "dkdv", 1);
+        report("attn_bwd_dkdv", shape, time_op(op_att_bwd, &a, 3), by + N * W * 2, 2.0 * ff);
+        setenv("HLAB_ATTN_BWD_PART", "dq", 1);
+        report("attn_bwd_dq", shape, time_op(op_att_bwd, &a, 3), by + N * OW * 2, 1.5 * ff);
+        unsetenv("HLAB_ATTN_BWD_PART");
         hk->free(hk, a.qkv); hk->free(hk, a.out); hk->free(hk, a.lse); hk->free(hk, a.dout); hk->free(hk, a.dqkv);
     }
     { /* SSD, M config */
@@ -173,6 +185,20 @@ int main(void) {
         c.dw = rand_dev((size_t)c.C * 4, HK_F32, 1.0), c.db = rand_dev(c.C, HK_F32, 1.0);
         report("conv1d_silu_fwd", "B4 T8192 C1792 K4", time_op(op_conv_fwd, &c, 5), 2.0 * n * 2, 0);
         report("conv1d_silu_bwd", "B4 T8192 C1792 K4", time_op(op_conv_bwd, &c, 5), 3.0 * n * 2, 0);
+        /* the window path's time chunk (default 64), then the legacy kernels, for comparison */
+        static const char *chunks[] = {"16", "32", "128"};
+        for (int k = 0; k < 3; k++) {
+            char shape[64];
+            snprintf(shape, sizeof shape, "B4 T8192 C1792 K4 chunk%s", chunks[k]);
+            setenv("HLAB_CONV_CHUNK", chunks[k], 1);
+            report("conv1d_silu_fwd", shape, time_op(op_conv_fwd, &c, 5), 2.0 * n * 2, 0);
+            report("conv1d_silu_bwd", shape, time_op(op_conv_bwd, &c, 5), 3.0 * n * 2, 0);
+        }
+        unsetenv("HLAB_CONV_CHUNK");
+        setenv("HLAB_CONV_LEGACY", "1", 1);
+        report("conv1d_silu_fwd", "B4 T8192 C1792 K4 legacy", time_op(op_conv_fwd, &c, 5), 2.0 * n * 2, 0);
+        report("conv1d_silu_bwd", "B4 T8192 C1792 K4 legacy", time_op(op_conv_bwd, &c, 5), 3.0 * n * 2, 0);
+        unsetenv("HLAB_CONV_LEGACY");
         hk->free(hk, c.inp); hk->free(hk, c.out); hk->free(hk, c.w); hk->free(hk, c.b);
         hk->free(hk, c.dout); hk->free(hk, c.dinp); hk->free(hk, c.dw); hk->free(hk, c.db);
         gn_args g = {NULL};
@@ -183,6 +209,10 @@ int main(void) {
         g.dy = hk->alloc(hk, m * 2), g.dz = hk->alloc(hk, m * 2), g.dw = rand_dev(g.Di, HK_F32, 1.0);
         report("gated_rmsnorm_fwd", "N32768 Di1536 G1", time_op(op_gn_fwd, &g, 5), 3.0 * m * 2, 0);
         report("gated_rmsnorm_bwd", "N32768 Di1536 G1", time_op(op_gn_bwd, &g, 5), 5.0 * m * 2, 0);
+        setenv("HLAB_GN_LEGACY", "1", 1);
+        report("gated_rmsnorm_fwd", "N32768 Di1536 G1 legacy", time_op(op_gn_fwd, &g, 5), 3.0 * m * 2, 0);
+        report("gated_rmsnorm_bwd", "N32768 Di1536 G1 legacy", time_op(op_gn_bwd, &g, 5), 5.0 * m * 2, 0);
+        unsetenv("HLAB_GN_LEGACY");
         void *ps[] = {g.y, g.z, g.w, g.out, g.rstd, g.dout, g.dy, g.dz, g.dw};
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) hk->free(hk, ps[i]);
     }

@@ -229,6 +229,16 @@ int main(void) {
         t_gated_norm(x, 64, 1536, 1);
         t_conv(x, 2, 37, 40, 4);
         t_conv(x, 3, 130, 256, 4);
+        t_conv(x, 2, 61, 36, 3);   /* K 3 */
+        t_conv(x, 1, 100, 24, 2);  /* K 2 */
+        t_conv(x, 2, 37, 7, 4);    /* Cc odd: the window path's one-channel threads */
+        t_conv(x, 1, 2, 16, 4);    /* T < K − 1 */
+        t_conv(x, 1, 300, 1056, 4); /* several blocks across channels and time */
+        t_conv(x, 2, 20, 16, 5);   /* K 5: the legacy path */
+        t_gated_norm(x, 37, 150, 2);  /* Dg 75: the warp path's scalar lanes */
+        t_gated_norm(x, 70, 1536, 2); /* Dg 768, several row blocks */
+        t_gated_norm(x, 33, 2048, 1); /* 8 vectors per lane (bf16) */
+        t_gated_norm(x, 9, 4096, 1);  /* Dg too large for the warp path: legacy */
         t_attention(x, (hk_attn_dims){2, 100, 4, 2, 64, 0});
         t_attention(x, (hk_attn_dims){1, 200, 6, 2, 64, 37});
         t_attention(x, (hk_attn_dims){2, 65, 3, 3, 64, 0});
