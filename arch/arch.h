@@ -153,7 +153,10 @@ void hlab_model_params_changed(hlab_model *m);
 /* Forward on host tokens/targets [B*T] (int32, uploaded here). With targets,
  * *loss gets the mean cross-entropy + Σ MoE aux (and *aux the aux part alone;
  * either pointer may be NULL: with both NULL nothing is read back, see
- * hlab_model_loss_dev). targets == NULL: logits only. Rows used: Bn ≤ B. */
+ * hlab_model_loss_dev). With targets and both pointers NULL the forward is a
+ * training forward: it also writes the logits' gradient in the same pass
+ * (xent_fwd_bwd), which the next hlab_model_backward uses. targets == NULL:
+ * logits only. Rows used: Bn ≤ B. */
 int hlab_model_forward(hlab_model *m, const int32_t *tokens, const int32_t *targets, int Bn, float *loss,
                        float *aux, hlab_err *err);
 /* Backward of the last forward (with targets); grads accumulate (+=).

@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(SC_WARPS * 32)
 #define TC_TILE 64 /* rows of a streamed Q / K / V / dO tile */
 #define TC_THREADS 128
 
-#ifndef ATT_EMU /* tests/cuda/attn_emu.cpp supplies host emulations of the PTX helpers */
+#ifndef ATT_EMU /* tests/cuda/emu/attention.cpp supplies host emulations of the PTX helpers */
 __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "

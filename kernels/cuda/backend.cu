@@ -81,6 +81,11 @@ int hk_cuda_record(hk_backend *hk, cudaError_t e, const char *what) {
 
 int hk_cuda_check_launch(hk_backend *hk, const char *what) { return hk_cuda_record(hk, cudaGetLastError(), what); }
 
+int hk_cuda_env_int(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : dflt;
+}
+
 static int fill_err(hlab_err *err, int code, const char *msg) {
     if (err) {
         err->code = code;

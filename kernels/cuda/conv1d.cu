@@ -170,19 +170,10 @@ __global__ void conv1d_param_finish_kernel(float *dw, float *db, const float *pa
         db[c] += s;
 }
 
-static int conv_env_flag(const char *name) {
-    const char *v = getenv(name);
-    return v && strcmp(v, "1") == 0;
-}
-
 /* Time chunk of the window path: HLAB_CONV_CHUNK when set and sane, else the default. */
 static int conv_chunk(void) {
-    const char *v = getenv("HLAB_CONV_CHUNK");
-    if (v) {
-        const int n = atoi(v);
-        if (n >= 8 && n <= 1024 && n % 8 == 0) return n;
-    }
-    return conv_window::DEFAULT_CHUNK;
+    const int n = hk_cuda_env_int("HLAB_CONV_CHUNK", 0);
+    return n >= 8 && n <= 1024 && n % 8 == 0 ? n : conv_window::DEFAULT_CHUNK;
 }
 
 /* Channels per thread: a 16-byte (fwd) or 8-byte (bwd) vector when Cc and every pointer
@@ -195,7 +186,7 @@ static int conv_lanes(size_t elem, int bytes, int Cc, const void *p0, const void
 
 /* grid.z holds the batch, hence B ≤ 65535 */
 static int conv_use_window(int B, int K) {
-    return K >= 2 && K <= 4 && B <= 65535 && !conv_env_flag("HLAB_CONV_LEGACY");
+    return K >= 2 && K <= 4 && B <= 65535 && hk_cuda_env_int("HLAB_CONV_LEGACY", 0) != 1;
 }
 
 /* Instantiates the window kernels for K = 2..4 and NV ∈ {1, the vector width}. */

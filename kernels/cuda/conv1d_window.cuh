@@ -7,7 +7,7 @@
  * but the inputs and outputs touches memory. Loads are issued U rows at a time so
  * that several are in flight per thread.
  *
- * The bodies are __host__ __device__ so that tests/cuda/emu_conv_gn.cu can run exactly
+ * The bodies are __host__ __device__ so that tests/cuda/emu/conv_gn.cu can run exactly
  * this code on the CPU (no GPU on the build machine) against kernels/cpu/mamba.c.
  * Formulas and tap order are the CPU reference's:
  *   pre[t] = b + Σ_{j<K} w[j] · x[t − (K−1) + j]   (zero before t = 0)

@@ -68,6 +68,9 @@ cudaStream_t hk_cuda_stream(hk_backend *hk);
 int hk_cuda_record(hk_backend *hk, cudaError_t err, const char *what);
 /* Records cudaGetLastError() after a launch; returns 1 on failure. */
 int hk_cuda_check_launch(hk_backend *hk, const char *what);
+/* The integer value of environment variable `name` (a tuning or comparison switch, see
+ * docs/CUDA.md), or dflt when it is unset or empty. */
+int hk_cuda_env_int(const char *name, int dflt);
 /* A scratch buffer of at least `bytes`, owned by the backend, valid until the
  * next call of hk_cuda_scratch (grows; never shrinks). NULL on failure (recorded). */
 void *hk_cuda_scratch(hk_backend *hk, size_t bytes);

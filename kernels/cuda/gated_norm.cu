@@ -132,8 +132,7 @@ __global__ void gated_rmsnorm_dw_finish_kernel(float *dw, const float *part, int
  * (MAXV ≤ 8 vectors per lane) or HLAB_GN_LEGACY=1. */
 static int gn_warp_lanes(size_t elem, int Dg, const void *a0, const void *a1, const void *a2, const void *w,
                          const void *a3 = 0) {
-    const char *v = getenv("HLAB_GN_LEGACY");
-    if (v && strcmp(v, "1") == 0) return 0;
+    if (hk_cuda_env_int("HLAB_GN_LEGACY", 0) == 1) return 0;
     const int vec = 16 / (int)elem;
     const uintptr_t bits = (uintptr_t)a0 | (uintptr_t)a1 | (uintptr_t)a2 | (uintptr_t)a3;
     const int nv = Dg % vec == 0 && bits % 16 == 0 && (uintptr_t)w % (sizeof(float) * vec) == 0 ? vec : 1;

@@ -7,7 +7,7 @@
  * input is read from memory once. The backward also accumulates the lane's dw partial over
  * the rows its warp visits (the group's columns are fixed per warp).
  *
- * __host__ __device__ so that tests/cuda/emu_conv_gn.cu runs this code on the CPU; the warp
+ * __host__ __device__ so that tests/cuda/emu/conv_gn.cu runs this code on the CPU; the warp
  * sum between the two passes is the caller's. Formulas and multiplication order are those
  * of kernels/cpu/mamba.c:
  *   gate = y·z·σ(z);  rstd = 1/√(Σ gate²/Dg + eps);  out = gate·(rstd·w)

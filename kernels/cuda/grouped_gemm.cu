@@ -71,16 +71,11 @@ static void launch_simt(hk_backend *hk, const gg_params &p, unsigned blocks, con
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-static int env_int(const char *name, int dflt) {
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : dflt;
-}
-
 /* Tensor-core tile width: 128 unless HLAB_GG_BN=256 (measured on the H100, E8 C768 F1024: 128 x 128 is
  * faster on every product, the weight gradients most: dW13 1.28 vs 1.97 ms, dW2 0.50 vs 0.67 ms). */
-static int mma_bn(void) { return env_int("HLAB_GG_BN", 128) == 256 ? 256 : 128; }
+static int mma_bn(void) { return hk_cuda_env_int("HLAB_GG_BN", 128) == 256 ? 256 : 128; }
 /* Tensor-core k-tile: 64 (3 stages) unless HLAB_GG_BK=32 (the earlier 4-stage 32, a switch for measuring). */
-static int mma_bk(void) { return env_int("HLAB_GG_BK", 64) == 32 ? 32 : 64; }
+static int mma_bk(void) { return hk_cuda_env_int("HLAB_GG_BK", 64) == 32 ? 32 : 64; }
 
 static int use_tc(hk_backend *hk, int mode, const gg_params &p) {
     return hk->act == HK_BF16 && p.N % 8 == 0 && (mode == GG_TN ? p.M % 8 == 0 : p.K % 8 == 0) && p.lda % 8 == 0 &&
@@ -95,7 +90,7 @@ static int use_tc(hk_backend *hk, int mode, const gg_params &p) {
  * HLAB_GG_SPLITK=n forces n (1: off). */
 static int tn_splits(hk_backend *hk, int tiles, int E, int rows, size_t part_floats_per_split, size_t ws_bytes,
                      int bn) {
-    int forced = env_int("HLAB_GG_SPLITK", 0), best = 1;
+    int forced = hk_cuda_env_int("HLAB_GG_SPLITK", 0), best = 1;
     size_t ticket_bytes = (size_t)tiles * sizeof(int);
     size_t fits = ws_bytes > ticket_bytes ? (ws_bytes - ticket_bytes) / (part_floats_per_split * sizeof(float)) : 0;
     int cap = fits > 8 ? 8 : (int)fits;

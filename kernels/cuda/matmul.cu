@@ -72,8 +72,7 @@ hk_cuda_blas *hk_cuda_blas_create(cudaStream_t stream, char *msg, size_t msg_siz
         return NULL;
     }
     b->stream = stream;
-    const char *tune = getenv("HLAB_GEMM_AUTOTUNE");
-    b->autotune = !(tune && strcmp(tune, "0") == 0);
+    b->autotune = hk_cuda_env_int("HLAB_GEMM_AUTOTUNE", 1) != 0;
     if (cublasLtCreate(&b->lt) != CUBLAS_STATUS_SUCCESS) {
         snprintf(msg, msg_size, "cuBLASLt: handle creation failed");
         free(b);

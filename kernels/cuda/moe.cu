@@ -297,10 +297,7 @@ __global__ void moe_scatter_bwd_kernel(T *dinp, const float *dxf, const float *d
 static int row_block(int C) { return C >= 256 ? 256 : ((C + 31) / 32) * 32; }
 
 /* HLAB_MOE_SYNC=1: the earlier path (counts read back, one cuBLASLt GEMM per expert). */
-static int moe_sync_path(void) {
-    const char *v = getenv("HLAB_MOE_SYNC");
-    return v && strcmp(v, "1") == 0;
-}
+static int moe_sync_path(void) { return hk_cuda_env_int("HLAB_MOE_SYNC", 0) == 1; }
 
 /* Reads the expert offsets[E+1] back (the synchronous step) into the
  * backend's pinned buffer; NULL on failure (recorded). */

@@ -26,27 +26,22 @@
  * state_pass (sequential over chunks, fp32) · chunk_out (fwd output) · bwd_cols (dx, dB,
  * j-side decay grads) · bwd_rows (dC, i-side decay grads, dD rows) · bwd_final (ddt,
  * parameter partials) · param_sum.
- * Forward, default: decay_w · state_local (chunk-local states, all chunks in parallel, cp.async
- * ring, ldmatrix) · state_scan (the short sequential pass over chunks, in place) · out_group
- * (C·Bᵀ once per (chunk, group), the group's heads looped inside). HLAB_SSD_FWD_STATE=fused|v1|psplit:
- * one state kernel (chunk states and the state pass fused) instead of state_local · state_scan.
- * Forward, legacy (HLAB_SSD_FWD_LEGACY=1, and chunks > 256): decay · chunk_state ·
- * state_pass · chunk_out. Variants of the default (HLAB_SSD_FWD_STATE=v1|psplit,
- * HLAB_SSD_FWD_YDIRECT=1) are listed at sf_fwd; hk_cuda_ssd_fast_fwd_kernel_ms times the
+ * Forward (one design): decay_w · state_local (chunk-local states, all chunks in parallel,
+ * cp.async ring, ldmatrix) · state_scan (the short sequential pass over chunks, in place) ·
+ * out_group (C·Bᵀ once per (chunk, group), the group's heads looped inside). These support
+ * chunks ≤ 256 (qt ≤ 4 row tiles); longer chunks go automatically (no switch) to the legacy
+ * kernels: decay · chunk_state · state_pass · chunk_out. hk_cuda_ssd_fast_fwd_kernel_ms times the
  * kernels one by one (test-only). Emulation check without a GPU: tests/cuda/emu/ssd_fast_fwd_emu.cpp.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cuda/ssd_fast.cuh"
 
-/* ==== grouped forward (the default): decay_w · state · out_group =============================
- * Bytes and FLOPs at B 4, T 8192, H 24, P 64, N 128, G 1, Q 256 (written before the first GPU run):
- *  - state (fused chunk_state + state_pass): reads x 100.7 MB + B 1 MB (+ w 3 MB), writes
- *    `states` fp32 100.7 MB and a bf16 copy of it 50.3 MB for out_group: 256 MB, 12.9 GFLOP.
- *  - out_group: reads xbc 117 MB + the bf16 states 50 MB + Δ/cum 6 MB, writes y 100.7 MB:
- *    275 MB; 24 heads × 9.4 MFLOP + C·Bᵀ 12.6 MFLOP per (b, chunk) = 30.5 GFLOP.
- *  - total ≈ 0.54 GB and 43 GFLOP (the legacy path: ~0.75 GB and 74 GFLOP).
+/* ==== forward: decay_w · state_local · state_scan · out_group ==================================
+ * Bytes at B 4, T 8192, H 24, P 64, N 128, G 1, Q 256: state_local reads x 100.7 MB (+ B, w) and
+ * writes the fp32 local states 96 MB; state_scan reads them and writes `states` fp32 100.7 MB and
+ * the bf16 copy `sbf` 50.3 MB for out_group; out_group reads xbc 117 MB + sbf 50 MB + Δ/cum 6 MB and
+ * writes y 100.7 MB (24 heads × 9.4 MFLOP + C·Bᵀ 12.6 MFLOP per (b, chunk) = 30.5 GFLOP).
  *
  * decay_w: sf_decay_kernel plus the chunk-state weight w_j = e^{cum_last − cum_j} Δ_j. */
 static __global__ void sf_decay_w_kernel(float *delta, float *cum, float *wst, const hk_bf16 *dt,
@@ -72,127 +67,15 @@ static __global__ void sf_decay_w_kernel(float *delta, float *cum, float *wst, c
     for (int i = lane; i < L; i += 32) wst[o + i] = expf(fminf(carry - cum[o + i], 0.0f)) * delta[o + i];
 }
 
-/* ---- state: the chunk states and the state pass in one kernel -------------------------------
- * Block per (64-column slice of N, PB-row slice of P, h, b), 4 warps. With PB = 64 warp w owns
- * state rows 16w .. 16w+15 × the 64 columns; with PB = 32 (the P split: twice the blocks, half
- * the work per item on the sequential chain, B tiles read twice as often from L2) warp w owns
- * rows 16·(w & 1) .. +15 × columns 32·(w >> 1) .. +31. The running state S (fp32) lives in the
- * mma accumulators: at the start of chunk c it is S_in[c] (written to `states` and, rounded,
- * to the bf16 copy `sbf`), then S ← e^{cum_last} S and the chunk's Σ_j (w_j x_j)ᵀ B_j is
- * accumulated onto it. The chunks' 64-row tiles stream through a STAGES-deep cp.async ring
- * (x tile, B tile, w, the chunk's last cum), STAGES − 1 items in flight: the chain of items is
- * sequential per block, so the ring depth is what hides the memory latency. */
-#define SF_ST_WS 68 /* floats per stage: w[64], last cum, pad */
-
-template <int PB, int STAGES> __host__ __device__ constexpr size_t sf_state_smem() {
-    return (size_t)STAGES * (SF_TILE * (PB + 8) * sizeof(hk_bf16) + SF_TILE * SF_LDP * sizeof(hk_bf16) +
-                             SF_ST_WS * sizeof(float));
-}
-
-template <int N, int PB, int STAGES>
-__global__ void __launch_bounds__(SF_THREADS)
-    sf_state_kernel(float *states, hk_bf16 *sbf, const hk_bf16 *xbc, const float *wst, const float *cum,
-                    ssd_geom s) {
-    constexpr int XLD = PB + 8;         /* x tile row stride (elements); 16-byte rows, conflict-free */
-    constexpr int SW = PB / 16;         /* 16-row strips per block */
-    constexpr int NW = 64 / (4 / SW);   /* columns per warp */
-    constexpr int NT = NW / 8;          /* 8-column accumulator fragments per warp */
-    static_assert(PB == 64 || PB == 32, "state: PB is 64 or 32");
-    static_assert(STAGES >= 2, "state: at least two stages");
-    SF_DYN_SMEM(sf_sm);
-    hk_bf16 *Xs = (hk_bf16 *)sf_sm, *Bs = Xs + STAGES * SF_TILE * XLD;
-    float *Ws = (float *)(Bs + STAGES * SF_TILE * SF_LDP);
-    const int ns = blockIdx.x % (N / 64), p0 = (blockIdx.x / (N / 64)) * PB;
-    const int n0 = ns * 64, h = blockIdx.y, b = blockIdx.z, g = h / s.hpg, tid = threadIdx.x;
-    const int warp = tid >> 5, lane = tid & 31, gr = lane >> 2, t = lane & 3;
-    const int strip = warp % SW, nw0 = (warp / SW) * NW; /* this warp's rows (in the slice) and columns */
-    const int qt = (s.Q + SF_TILE - 1) / SF_TILE, total = s.nc * qt;
-    const size_t bh = ((size_t)b * s.H + h) * s.T;
-    const hk_bf16 *xg = xbc + (size_t)b * s.T * s.W + (size_t)h * SF_P + p0;
-    const hk_bf16 *bg = xbc + (size_t)b * s.T * s.W + s.HP + (size_t)g * N + n0;
-    auto issue = [&](int k) {
-        if (k < total) {
-            const int c = k / qt, j0 = (k % qt) * SF_TILE, t0 = c * s.Q, L = min(s.Q, s.T - t0), st = k % STAGES;
-            if (j0 < L) {
-                hk_bf16 *xs = Xs + st * SF_TILE * XLD, *bs = Bs + st * SF_TILE * SF_LDP;
-                for (int idx = tid; idx < SF_TILE * (PB / 8); idx += SF_THREADS) {
-                    const int r = idx / (PB / 8), v = idx % (PB / 8);
-                    const bool ok = j0 + r < L;
-                    sf_cp16(xs + r * XLD + v * 8, xg + ((size_t)t0 + j0 + (ok ? r : 0)) * s.W + v * 8, ok);
-                }
-                for (int idx = tid; idx < SF_TILE * 8; idx += SF_THREADS) {
-                    const int r = idx >> 3, v = idx & 7;
-                    const bool ok = j0 + r < L;
-                    sf_cp16(bs + r * SF_LDP + v * 8, bg + ((size_t)t0 + j0 + (ok ? r : 0)) * s.W + v * 8, ok);
-                }
-                float *ws = Ws + st * SF_ST_WS;
-                if (tid < SF_TILE) {
-                    const bool ok = j0 + tid < L;
-                    sf_cp4(ws + tid, wst + bh + t0 + j0 + (ok ? tid : 0), ok);
-                } else if (tid == SF_TILE && j0 == 0) {
-                    sf_cp4(ws + SF_TILE, cum + bh + t0 + L - 1, true);
-                }
-            }
-        }
-        sf_cp_commit(); /* always one group per item: the wait counts stay uniform */
-    };
-    float acc[NT][4];
-    sf_zero<NT>(acc);
-#pragma unroll
-    for (int k = 0; k < STAGES - 1; k++) issue(k);
-    for (int k = 0; k < total; k++) {
-        sf_cp_wait(STAGES - 2); /* this thread's copies of item k have landed */
-        __syncthreads();        /* everyone's have; item k − 1's stage is consumed */
-        issue(k + STAGES - 1);
-        const int c = k / qt, j0 = (k % qt) * SF_TILE, t0 = c * s.Q, L = min(s.Q, s.T - t0), st = k % STAGES;
-        const float *ws = Ws + st * SF_ST_WS;
-        if (j0 == 0) { /* chunk start: acc is S_in[c] */
-            const size_t so = (((size_t)b * s.nc + c) * s.H + h) * s.PN;
-            const float e = expf(ws[SF_TILE]);
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const int p = p0 + strip * 16 + gr, n = n0 + nw0 + nt * 8 + 2 * t;
-                *reinterpret_cast<float2 *>(states + so + (size_t)p * N + n) = make_float2(acc[nt][0], acc[nt][1]);
-                *reinterpret_cast<float2 *>(states + so + (size_t)(p + 8) * N + n) =
-                    make_float2(acc[nt][2], acc[nt][3]);
-                sf_st2(sbf + so + (size_t)p * N + n, acc[nt][0], acc[nt][1]);
-                sf_st2(sbf + so + (size_t)(p + 8) * N + n, acc[nt][2], acc[nt][3]);
-                acc[nt][0] *= e, acc[nt][1] *= e, acc[nt][2] *= e, acc[nt][3] *= e;
-            }
-        }
-        if (j0 >= L) continue;
-        const hk_bf16 *xs = Xs + st * SF_TILE * XLD, *bs = Bs + st * SF_TILE * SF_LDP;
-        const int ksteps = min(4, (L - j0 + 15) >> 4); /* rows past L are zeros: skip whole k-steps of them */
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            if (kk >= ksteps) break;
-            uint32_t a[4];
-            sf_ldA_t(a, xs, XLD, kk * 16, strip * 16); /* A(p, j) = x[j][p] */
-            const float w0 = ws[kk * 16 + 2 * t], w1 = ws[kk * 16 + 2 * t + 1];
-            const float w8 = ws[kk * 16 + 2 * t + 8], w9 = ws[kk * 16 + 2 * t + 9];
-            a[0] = sf_scale2(a[0], w0, w1), a[1] = sf_scale2(a[1], w0, w1);
-            a[2] = sf_scale2(a[2], w8, w9), a[3] = sf_scale2(a[3], w8, w9);
-#pragma unroll
-            for (int q = 0; q < NT / 2; q++) {
-                uint32_t bq[4];
-                sf_ldB_t(bq, bs, SF_LDP, kk * 16, nw0 + q * 16); /* B(j, n) = B[j][n] */
-                sf_mma16816(acc[2 * q], a[0], a[1], a[2], a[3], bq[0], bq[1]);
-                sf_mma16816(acc[2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
-            }
-        }
-    }
-}
-
 /* ---- two-phase state: chunk-local states, all chunks in parallel, then a short scan ----------
- * The fused state kernel walks 32 chunks × 4 tiles in sequence per block and is latency-bound on
- * that chain (0.280 ms at B 4 T 8192, floor 0.088). Here the chain is split:
+ * A single state kernel walking the chunks in sequence per block was latency-bound on that chain
+ * (0.280 ms at B 4 T 8192, floor 0.088; removed). Here the chain is split:
  *  (a) state_local: block per (chunk c < nc − 1, group of up to SF_LOC_HB heads of one B group,
  *      b), 8 warps; the chunk's B rows stay in shared memory for all its heads, the heads' 64-row
  *      x tiles stream through a cp.async ring. local[c] = Σ_j w_j x_jᵀ B_j (P × N) goes into the
- *      slot S_in[c + 1] occupies later: `states` (fp32; LBF false) or the bf16 copy `sbf` (LBF
- *      true: half the bytes, one more bf16 rounding of each local state). The last chunk's
- *      local state feeds nothing in the forward and is not computed; every chunk computed is
- *      full (L = Q).
+ *      slot S_in[c + 1] occupies later in `states` (fp32; bf16 locals saved 0.01 ms of 0.39 and
+ *      cost accuracy: removed). The last chunk's local state feeds nothing in the forward and is
+ *      not computed; every chunk computed is full (L = Q).
  *  (b) state_scan: one thread per 4 state entries of (h, b), in place over the chunks:
  *      S_in[0] = 0, S_in[c] = e^{cum_last[c − 1]} S_in[c − 1] + local[c − 1], written to `states`
  *      (fp32) and `sbf` (bf16). 8 chunks' loads issued before their stores: the chain's
@@ -207,9 +90,9 @@ template <int N> __host__ __device__ constexpr size_t sf_loc_smem(int qt) {
            (size_t)SF_LOC_STAGES * (SF_TILE * SF_LDP * sizeof(hk_bf16) + SF_TILE * sizeof(float));
 }
 
-template <int N, bool LBF>
+template <int N>
 __global__ void __launch_bounds__(2 * SF_THREADS)
-    sf_state_local_kernel(float *states, hk_bf16 *sbf, const hk_bf16 *xbc, const float *wst, ssd_geom s) {
+    sf_state_local_kernel(float *states, const hk_bf16 *xbc, const float *wst, ssd_geom s) {
     constexpr int LDN = N + 8, NW = N / 2, NT = NW / 8;
     SF_DYN_SMEM(sf_sm);
     const int qt = (s.Q + SF_TILE - 1) / SF_TILE, hgb = (s.hpg + SF_LOC_HB - 1) / SF_LOC_HB;
@@ -276,21 +159,14 @@ __global__ void __launch_bounds__(2 * SF_THREADS)
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
                 const int p = strip * 16 + gr, n = nw0 + nt * 8 + 2 * t;
-                if (LBF) {
-                    sf_st2(sbf + so + (size_t)p * N + n, acc[nt][0], acc[nt][1]);
-                    sf_st2(sbf + so + (size_t)(p + 8) * N + n, acc[nt][2], acc[nt][3]);
-                } else {
-                    *reinterpret_cast<float2 *>(states + so + (size_t)p * N + n) = make_float2(acc[nt][0], acc[nt][1]);
-                    *reinterpret_cast<float2 *>(states + so + (size_t)(p + 8) * N + n) =
-                        make_float2(acc[nt][2], acc[nt][3]);
-                }
+                *reinterpret_cast<float2 *>(states + so + (size_t)p * N + n) = make_float2(acc[nt][0], acc[nt][1]);
+                *reinterpret_cast<float2 *>(states + so + (size_t)(p + 8) * N + n) = make_float2(acc[nt][2], acc[nt][3]);
             }
             sf_zero<NT>(acc);
         }
     }
 }
 
-template <bool LBF>
 __global__ void __launch_bounds__(256) sf_state_scan_kernel(float *states, hk_bf16 *sbf, const float *cum, ssd_geom s) {
     const size_t e = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     const int h = blockIdx.y, b = blockIdx.z;
@@ -301,17 +177,13 @@ __global__ void __launch_bounds__(256) sf_state_scan_kernel(float *states, hk_bf
     *reinterpret_cast<float4 *>(states + o) = S;
     *reinterpret_cast<uint2 *>(sbf + o) = make_uint2(0u, 0u);
     for (int c0 = 1; c0 < s.nc; c0 += SF_SCAN_BATCH) {
-        float4 v[SF_SCAN_BATCH]; /* fp32 local states */
-        uint2 u[SF_SCAN_BATCH];  /* bf16 local states (LBF), widened at use */
+        float4 v[SF_SCAN_BATCH]; /* local states */
         float last[SF_SCAN_BATCH]; /* exponentiated after the batch's loads: no use waits inside them */
 #pragma unroll
         for (int k = 0; k < SF_SCAN_BATCH; k++) {
             const int c = c0 + k;
             if (c >= s.nc) break;
-            if (LBF)
-                u[k] = *reinterpret_cast<const uint2 *>(sbf + o + c * cs);
-            else
-                v[k] = *reinterpret_cast<const float4 *>(states + o + c * cs);
+            v[k] = *reinterpret_cast<const float4 *>(states + o + c * cs);
             last[k] = cum[bh + (size_t)c * s.Q - 1]; /* chunk c − 1 is full: its last row is c·Q − 1 */
         }
 #pragma unroll
@@ -319,7 +191,7 @@ __global__ void __launch_bounds__(256) sf_state_scan_kernel(float *states, hk_bf
             const int c = c0 + k;
             if (c >= s.nc) break;
             const float dec = expf(last[k]);
-            const float4 l = LBF ? make_float4(sf_lo(u[k].x), sf_hi(u[k].x), sf_lo(u[k].y), sf_hi(u[k].y)) : v[k];
+            const float4 l = v[k];
             S.x = dec * S.x + l.x, S.y = dec * S.y + l.y;
             S.z = dec * S.z + l.z, S.w = dec * S.w + l.w;
             *reinterpret_cast<float4 *>(states + o + c * cs) = S;
@@ -346,7 +218,7 @@ template <int N> __host__ __device__ static size_t sf_og_group_bytes(int qt) {
     return sizeof(hk_bf16) * ((size_t)qt * SF_TILE * SF_LDP + (size_t)SF_P * (N + 8)) +
            sizeof(float) * 4 * (size_t)qt * SF_TILE;
 }
-/* YST: y goes out through a per-warp staging strip in shared memory (16 rows × 64, padded), one
+/* y goes out through a per-warp staging strip in shared memory (16 rows × 64, padded), one
  * 16-byte store per lane per quarter row instead of 4-byte fragment stores (8 rows × 16 bytes per
  * warp instruction); the strip sits after the head-group buffers. */
 #define SF_OG_YST_BYTES (2 * 4 * 16 * SF_LDP * sizeof(hk_bf16)) /* 8 warps × 16 rows */
@@ -355,11 +227,9 @@ template <int N> __host__ __device__ static size_t sf_og_main_bytes(int qt) {
     const size_t groups = 2 * sf_og_group_bytes<N>(qt), bs = sizeof(hk_bf16) * (size_t)qt * SF_TILE * (N + 8);
     return head + (groups > bs ? groups : bs);
 }
-template <int N, bool YST> static size_t sf_og_smem(int qt) {
-    return sf_og_main_bytes<N>(qt) + (YST ? SF_OG_YST_BYTES : 0);
-}
+template <int N> static size_t sf_og_smem(int qt) { return sf_og_main_bytes<N>(qt) + SF_OG_YST_BYTES; }
 
-template <int N, bool YST>
+template <int N>
 __global__ void __launch_bounds__(2 * SF_THREADS)
     sf_out_group_kernel(hk_bf16 *y, const hk_bf16 *sbf, const hk_bf16 *xbc, const float *delta, const float *cum,
                         const float *Dskip, ssd_geom s) {
@@ -448,7 +318,7 @@ __global__ void __launch_bounds__(2 * SF_THREADS)
     hk_bf16 *Xs = (hk_bf16 *)(gbase + grp * sf_og_group_bytes<N>(qt)), *Ss = Xs + ra * SF_LDP;
     float *cumS = (float *)(Ss + SF_P * LDN), *dlS = cumS + ra, *col0 = dlS + ra, *col1 = col0 + ra;
     const int gt = tid & (SF_THREADS - 1), bar = 1 + grp;
-    hk_bf16 *Ys = (hk_bf16 *)(sf_sm + sf_og_main_bytes<N>(qt)) + warp * 16 * SF_LDP; /* YST: this warp's strip */
+    hk_bf16 *Ys = (hk_bf16 *)(sf_sm + sf_og_main_bytes<N>(qt)) + warp * 16 * SF_LDP; /* this warp's y strip */
     for (int hh = grp; hh < s.hpg; hh += 2) {
         const int h = g * s.hpg + hh;
         sf_bar(bar, SF_THREADS); /* the previous head's reads of this group's buffers are done */
@@ -552,50 +422,35 @@ __global__ void __launch_bounds__(2 * SF_THREADS)
                     sf_mma16816(acc[2 * q + 1], a[0], a[1], a[2], a[3], bq[2], bq[3]);
                 }
             }
-            if (YST) {
-                /* acc + D x into the strip, then 16-byte rows out: lane l stores quarter l & 7 of rows
-                 * l >> 3, +4, +8, +12 (8 lanes cover one 128-byte row) */
+            /* acc + D x into the strip, then 16-byte rows out: lane l stores quarter l & 7 of rows
+             * l >> 3, +4, +8, +12 (8 lanes cover one 128-byte row) */
 #pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int il = gr + 8 * hr, i = r0 + il;
+            for (int hr = 0; hr < 2; hr++) {
+                const int il = gr + 8 * hr, i = r0 + il;
 #pragma unroll
-                    for (int nt = 0; nt < 8; nt++) {
-                        const int p = nt * 8 + 2 * t;
-                        const uint32_t xv = *reinterpret_cast<const uint32_t *>(Xs + i * SF_LDP + p);
-                        sf_st2(Ys + il * SF_LDP + p, acc[nt][2 * hr] + Dh * sf_lo(xv),
-                               acc[nt][2 * hr + 1] + Dh * sf_hi(xv));
-                    }
-                }
-                __syncwarp();
-#pragma unroll
-                for (int rr = 0; rr < 4; rr++) {
-                    const int il = (lane >> 3) + 4 * rr, i = r0 + il, v = lane & 7;
-                    if (i < L)
-                        *reinterpret_cast<uint4 *>(y + ((size_t)b * s.T + t0 + i) * s.HP + (size_t)h * SF_P + v * 8) =
-                            *reinterpret_cast<const uint4 *>(Ys + il * SF_LDP + v * 8);
-                }
-                __syncwarp(); /* the strip is read out before the next strip or head writes it */
-            } else {
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int i = r0 + gr + 8 * hr;
-                    if (i >= L) continue;
-                    hk_bf16 *yr = y + ((size_t)b * s.T + t0 + i) * s.HP + (size_t)h * SF_P;
-#pragma unroll
-                    for (int nt = 0; nt < 8; nt++) {
-                        const int p = nt * 8 + 2 * t;
-                        const uint32_t xv = *reinterpret_cast<const uint32_t *>(Xs + i * SF_LDP + p);
-                        sf_st2(yr + p, acc[nt][2 * hr] + Dh * sf_lo(xv), acc[nt][2 * hr + 1] + Dh * sf_hi(xv));
-                    }
+                for (int nt = 0; nt < 8; nt++) {
+                    const int p = nt * 8 + 2 * t;
+                    const uint32_t xv = *reinterpret_cast<const uint32_t *>(Xs + i * SF_LDP + p);
+                    sf_st2(Ys + il * SF_LDP + p, acc[nt][2 * hr] + Dh * sf_lo(xv),
+                           acc[nt][2 * hr + 1] + Dh * sf_hi(xv));
                 }
             }
+            __syncwarp();
+#pragma unroll
+            for (int rr = 0; rr < 4; rr++) {
+                const int il = (lane >> 3) + 4 * rr, i = r0 + il, v = lane & 7;
+                if (i < L)
+                    *reinterpret_cast<uint4 *>(y + ((size_t)b * s.T + t0 + i) * s.HP + (size_t)h * SF_P + v * 8) =
+                        *reinterpret_cast<const uint4 *>(Ys + il * SF_LDP + v * 8);
+            }
+            __syncwarp(); /* the strip is read out before the next strip or head writes it */
         }
     }
 }
 
 #ifndef SF_EMU /* the emulation harness compiles only the kernels above */
 
-/* ==== legacy forward (HLAB_SSD_FWD_LEGACY=1, and chunks longer than 256) =======================
+/* ==== legacy forward: chunks longer than 256 (out_group supports qt ≤ 4) ========================
  * decay · chunk_state (fp32 local states) · state_pass · chunk_out (C·Bᵀ per head). */
 
 /* ---- chunk_out: y for 64 rows i of one (chunk, h, b) ---------------------------------------- */
@@ -719,63 +574,33 @@ static void sf_fwd_legacy(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf
     SF_REC(4);
 }
 
-/* The forward's variants (env, read per call):
- *   HLAB_SSD_FWD_LEGACY=1      the legacy path (also for chunks > 256)
- *   (default, or =scan2)       two-phase state: state_local (all chunks in parallel, fp32 local
- *                              states in `states`) · state_scan
- *   HLAB_SSD_FWD_STATE=scan2bf two-phase state, local states bf16 (in the bf16 copy `sbf`)
- *   HLAB_SSD_FWD_STATE=fused   fused state kernel 64 × 64 per block, 5-stage ring (the default
- *                              before the two-phase state)
- *   HLAB_SSD_FWD_STATE=v1      fused state kernel as first measured (3-stage ring)
- *   HLAB_SSD_FWD_STATE=psplit  fused state kernel with P split in two (32 × 64 per block, 5 stages)
- *   HLAB_SSD_FWD_YDIRECT=1     out_group stores y from the mma fragments (as first measured)
- *   (default)                  out_group stages y through shared memory, 16-byte stores */
-static int sf_env_is(const char *name, const char *value) {
-    const char *v = getenv(name);
-    return v && strcmp(v, value) == 0;
-}
-static int sf_fwd_is_legacy(const ssd_geom &s) { return s.Q > 4 * SF_TILE || sf_env_is("HLAB_SSD_FWD_LEGACY", "1"); }
-/* the state kernels: 1 the fused single kernel (fused, v1, psplit), 0 the two phases */
-static int sf_fwd_state_fused() {
-    return sf_env_is("HLAB_SSD_FWD_STATE", "fused") || sf_env_is("HLAB_SSD_FWD_STATE", "v1") ||
-           sf_env_is("HLAB_SSD_FWD_STATE", "psplit");
-}
+/* the legacy kernels for chunks the new ones do not support */
+static int sf_fwd_is_legacy(const ssd_geom &s) { return s.Q > 4 * SF_TILE; }
 
-/* two-phase state; SF_REC(2) between the phases (ev: timing, else NULL) */
-template <int N, bool LBF>
-static int sf_launch_state2(hk_backend *hk, cudaStream_t st_, float *states, hk_bf16 *sbf, const hk_bf16 *xbc,
-                            const float *wst, const float *cum, const ssd_geom &s, cudaEvent_t *ev) {
+/* state_local · state_scan; SF_REC(2) between them (ev: timing, else NULL) */
+template <int N>
+static int sf_launch_state(hk_backend *hk, cudaStream_t st_, float *states, hk_bf16 *sbf, const hk_bf16 *xbc,
+                           const float *wst, const float *cum, const ssd_geom &s, cudaEvent_t *ev) {
     const int qt = (s.Q + SF_TILE - 1) / SF_TILE, hgb = (s.hpg + SF_LOC_HB - 1) / SF_LOC_HB;
     const size_t smem = sf_loc_smem<N>(qt);
-    if (!sf_smem_attr(hk, sf_state_local_kernel<N, LBF>, smem)) return 0;
+    if (!sf_smem_attr(hk, sf_state_local_kernel<N>, smem)) return 0;
     if (s.nc > 1) { /* the last chunk's local state is not needed */
-        sf_state_local_kernel<N, LBF><<<dim3(s.nc - 1, s.G * hgb, s.B), 2 * SF_THREADS, smem, st_>>>(states, sbf, xbc,
-                                                                                                   wst, s);
+        sf_state_local_kernel<N><<<dim3(s.nc - 1, s.G * hgb, s.B), 2 * SF_THREADS, smem, st_>>>(states, xbc, wst, s);
         if (hk_cuda_check_launch(hk, "ssd_fast_fwd local states")) return 0;
     }
     SF_REC(2);
-    sf_state_scan_kernel<LBF><<<dim3((unsigned)((s.PN / 4 + 255) / 256), s.H, s.B), 256, 0, st_>>>(states, sbf, cum, s);
+    sf_state_scan_kernel<<<dim3((unsigned)((s.PN / 4 + 255) / 256), s.H, s.B), 256, 0, st_>>>(states, sbf, cum, s);
     return !hk_cuda_check_launch(hk, "ssd_fast_fwd state scan");
 }
 
-template <int N, int PB, int STAGES>
-static int sf_launch_state(hk_backend *hk, cudaStream_t st_, float *states, hk_bf16 *sbf, const hk_bf16 *xbc,
-                           const float *wst, const float *cum, const ssd_geom &s) {
-    constexpr size_t smem = sf_state_smem<PB, STAGES>();
-    if (!sf_smem_attr(hk, sf_state_kernel<N, PB, STAGES>, smem)) return 0;
-    sf_state_kernel<N, PB, STAGES><<<dim3((N / 64) * (SF_P / PB), s.H, s.B), SF_THREADS, smem, st_>>>(states, sbf, xbc,
-                                                                                                    wst, cum, s);
-    return !hk_cuda_check_launch(hk, "ssd_fast_fwd states");
-}
-
-template <int N, bool YST>
+template <int N>
 static int sf_launch_out_group(hk_backend *hk, cudaStream_t st_, hk_bf16 *y, const hk_bf16 *sbf, const hk_bf16 *xbc,
                                const float *delta, const float *cum, const float *Dskip, const ssd_geom &s) {
     const int qt = (s.Q + SF_TILE - 1) / SF_TILE, np = (qt + 1) / 2;
-    const size_t smem = sf_og_smem<N, YST>(qt);
-    if (!sf_smem_attr(hk, sf_out_group_kernel<N, YST>, smem)) return 0;
-    sf_out_group_kernel<N, YST><<<dim3(s.nc * np, s.G, s.B), 2 * SF_THREADS, smem, st_>>>(y, sbf, xbc, delta, cum,
-                                                                                         Dskip, s);
+    const size_t smem = sf_og_smem<N>(qt);
+    if (!sf_smem_attr(hk, sf_out_group_kernel<N>, smem)) return 0;
+    sf_out_group_kernel<N><<<dim3(s.nc * np, s.G, s.B), 2 * SF_THREADS, smem, st_>>>(y, sbf, xbc, delta, cum, Dskip,
+                                                                                    s);
     return !hk_cuda_check_launch(hk, "ssd_fast_fwd output");
 }
 
@@ -798,27 +623,10 @@ static void sf_fwd(hk_backend *hk, hk_bf16 *y, float *states, const hk_bf16 *xbc
     sf_decay_w_kernel<<<dim3(s.nc, s.H, s.B), 32, 0, st_>>>(delta, cum, wst, dt, dt_bias, A_log, s);
     if (hk_cuda_check_launch(hk, "ssd_fast_fwd decay")) return;
     SF_REC(1);
-    int ok;
-    const int fused = sf_fwd_state_fused();
-    if (sf_env_is("HLAB_SSD_FWD_STATE", "v1"))
-        ok = sf_launch_state<N, 64, 3>(hk, st_, states, sbf, xbc, wst, cum, s);
-    else if (sf_env_is("HLAB_SSD_FWD_STATE", "psplit"))
-        ok = sf_launch_state<N, 32, 5>(hk, st_, states, sbf, xbc, wst, cum, s);
-    else if (fused)
-        ok = sf_launch_state<N, 64, 5>(hk, st_, states, sbf, xbc, wst, cum, s);
-    else if (sf_env_is("HLAB_SSD_FWD_STATE", "scan2bf"))
-        ok = sf_launch_state2<N, true>(hk, st_, states, sbf, xbc, wst, cum, s, ev);
-    else
-        ok = sf_launch_state2<N, false>(hk, st_, states, sbf, xbc, wst, cum, s, ev);
-    if (!ok) return;
-    const int k_out = fused ? 2 : 3; /* index of out_group's start event */
-    SF_REC(k_out);
-    if (sf_env_is("HLAB_SSD_FWD_YDIRECT", "1"))
-        ok = sf_launch_out_group<N, false>(hk, st_, y, sbf, xbc, delta, cum, Dskip, s);
-    else
-        ok = sf_launch_out_group<N, true>(hk, st_, y, sbf, xbc, delta, cum, Dskip, s);
-    if (!ok) return;
-    SF_REC(k_out + 1);
+    if (!sf_launch_state<N>(hk, st_, states, sbf, xbc, wst, cum, s, ev)) return;
+    SF_REC(3);
+    if (!sf_launch_out_group<N>(hk, st_, y, sbf, xbc, delta, cum, Dskip, s)) return;
+    SF_REC(4);
 }
 
 static void sf_fwd_any(hk_backend *hk, void *y, void *states, const void *xbc, const void *dt, const void *dt_bias,
@@ -837,18 +645,18 @@ static int sf_cmp_float(const void *a, const void *b) {
 }
 
 /* Test-only (declared in tests/cuda/test_cuda_ssd_fast.c): the forward's kernels timed one by one.
- * Runs the forward as hk_cuda_ssd_fast_fwd would (same variant switches), 2 warm-up runs, then
- * `reps` (1..64) runs with a CUDA event between consecutive kernels; ms[k] = the median time of
- * kernel k (default path: decay_w, state_local, state_scan, out_group; fused state (fused, v1,
- * psplit): decay_w, state, out_group; legacy: decay, chunk_state, state_pass, chunk_out). Returns the number of kernels timed (≤ max_k), 0 on failure (recorded on hk, or the
- * dims/mode unsupported). */
+ * Runs the forward as hk_cuda_ssd_fast_fwd would, 2 warm-up runs, then `reps` (1..64) runs with
+ * a CUDA event between consecutive kernels; ms[k] = the median time of kernel k (chunks ≤ 256:
+ * decay_w, state_local, state_scan, out_group; longer: decay, chunk_state, state_pass, chunk_out).
+ * Returns the number of kernels timed (4; ≤ max_k), 0 on failure (recorded on hk, or the dims/mode
+ * unsupported). */
 extern "C" int hk_cuda_ssd_fast_fwd_kernel_ms(hk_backend *hk, float *ms, int max_k, int reps, void *y, void *states,
                                              const void *xbc, const void *dt, const void *dt_bias, const void *A_log,
                                              const void *Dskip, hk_ssd_dims d) {
     if (hk->act != HK_BF16 || reps < 1 || reps > 64) return 0;
     if (!sf_check(hk, d, "ssd_fast_fwd (kernel timing)", y, states, xbc)) return 0;
     const ssd_geom s = ssd_make(d);
-    const int nk = sf_fwd_is_legacy(s) || !sf_fwd_state_fused() ? 4 : 3;
+    const int nk = 4;
     if (max_k < nk) return 0;
     cudaEvent_t ev[5];
     for (int k = 0; k <= nk; k++)

@@ -1,11 +1,10 @@
 /* kernels/cuda/ssd_fast_bwd.cu — the backward of the tensor-core SSD scan (see ssd_fast.cu for
  * the function, the conventions and the forward).
- * Four versions (docs/CUDA_SSD_FAST_BWD.md): v2 computes C·Bᵀ and the group's dscore products
- * once per (chunk, group) and both sides of a tile pair in one kernel (HLAB_SSD_BWD_V2=1); v3
- * (HLAB_SSD_BWD_V3=1) is v2 with ldmatrix operand loads, cp.async prefetch in the tile kernel and a
- * chunk-major rows grid; v4 (the default) is v3 with chunk dstates and the state pass fused into one
- * scan kernel and a tile kernel that keeps Mᵀ in registers and factors the off-diagonal decays;
- * v1 (the first kernels, below under "v1") runs with HLAB_SSD_BWD_LEGACY=1 and for chunks Q > 256. */
+ * One design, v4 (docs/CUDA_SSD_FAST_BWD.md; v2 and v3 are in its history): C·Bᵀ and the group's
+ * dscore products once per (chunk, group), both sides of a tile pair in one tile kernel (Mᵀ in
+ * registers, factored off-diagonal decays), chunk dstates and the reverse state pass fused into one
+ * scan kernel, a cp.async rows kernel for dC. v4 covers chunks of up to 256 (SFB_MAXT tiles of 64);
+ * longer chunks run v1 (the first kernels, below under "v1") automatically: no switch selects it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -398,16 +397,16 @@ static void sf_bwd_v1(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bi
     sfb_launched(hk, st_, "ssd_fast_bwd parameters");
 }
 
-/* ================================ v2 ================================================ *
+/* ================================ v4 ================================================ *
  * Per (chunk c, group g, batch row b): tile t = 64 rows of the chunk. The tile kernel owns
  * column tile t (j rows of dx, dB) and the pairs (i tile ≥ t, t); the rows kernel owns row
  * tile t of dC. C·Bᵀ of a pair and the dscore products (dB += dscoreᵀ C, dC += dscore B) run
  * once per group: dscore = Σ_heads dM ∘ e Δ is summed over the heads in fp32 shared memory. */
 
-#define SFB_MAXT 4      /* tiles per chunk: v2 runs for Q ≤ 256 */
+#define SFB_MAXT 4      /* tiles per chunk: v4 runs for Q ≤ 256 */
 #define SFB_THREADS 256 /* tile kernel: 8 warps, warp w owns rows 16 (w % 4) .., columns half w / 4 */
 
-/* ---- v3 operand loads (also used by v2's kernels where LDSM is set) -----------------------------
+/* ---- operand loads ---------------------------------------------------------------------------------
  * sf_mma's operand spelling (A(m, k) = A[m·ASM + k·ASK], B(k, n) = B[k·BSK + n·BSN], one stride of
  * each 1), fetched by ldmatrix when LDSM (.trans for the k-strided operands: one instruction per
  * 16×16 instead of eight 16-bit loads). NT even; rows 16-byte aligned (every tile here: strides
@@ -434,573 +433,14 @@ __device__ __forceinline__ void sfb_mm(float (*acc)[4], const hk_bf16 *A, const 
     }
 }
 
-/* chunk_state of the backward (sf_chunk_state_kernel<N, true> of ssd_fast.cuh) with ldmatrix operands:
- * local[b,c,h] (P×N) = Σ_j e^{cum_j} dy_jᵀ C_j. */
-template <int N>
-__global__ void __launch_bounds__(SF_THREADS)
-    sfb_chunk_state_kernel(float *out, const hk_bf16 *dy, const hk_bf16 *xbc, const float *cum, ssd_geom s) {
-    constexpr int LDN = N + 8;
-    __shared__ __align__(16) hk_bf16 Xs[SF_TILE * SF_LDP];
-    __shared__ __align__(16) hk_bf16 Ys[SF_TILE * LDN];
-    __shared__ float ws[SF_TILE];
-    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / s.hpg;
-    const int t0 = c * s.Q, L = min(s.Q, s.T - t0), warp = threadIdx.x >> 5;
-    const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
-    const hk_bf16 *Xb = dy + ((size_t)b * s.T + t0) * s.HP + (size_t)h * SF_P;
-    const hk_bf16 *Yb = xbc + ((size_t)b * s.T + t0) * s.W + s.HP + (size_t)(s.G + g) * N;
-    float acc[N / 8][4];
-    sf_zero<N / 8>(acc);
-    for (int j0 = 0; j0 < L; j0 += SF_TILE) {
-        __syncthreads(); /* the previous tile's products are done */
-        sf_load_rows<N, LDN>(Ys, Yb, s.W, j0, L);
-        if (threadIdx.x < SF_TILE) ws[threadIdx.x] = j0 + threadIdx.x < L ? expf(cum[ob + j0 + threadIdx.x]) : 0.0f;
-        __syncthreads();
-        for (int idx = threadIdx.x; idx < SF_TILE * (SF_P / 2); idx += SF_THREADS) {
-            const int r = idx / (SF_P / 2), p = 2 * (idx % (SF_P / 2)), j = j0 + r;
-            float x0 = 0.0f, x1 = 0.0f;
-            if (j < L) {
-                const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162 *>(Xb + (size_t)j * s.HP + p);
-                x0 = __low2float(v) * ws[r], x1 = __high2float(v) * ws[r];
-            }
-            sf_st2(Xs + r * SF_LDP + p, x0, x1);
-        }
-        __syncthreads();
-        /* A(m = p, k = j) = Xs[j][p]; B(k = j, n) = Ys[j][n] */
-        sfb_mm<N / 8, 1, SF_LDP, LDN, 1, true>(acc, Xs + warp * 16, Ys, SF_TILE);
-    }
-    float *o = out + (((size_t)b * s.nc + c) * s.H + h) * s.PN;
-    const int lane = threadIdx.x & 31, gr = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int nt = 0; nt < N / 8; nt++) {
-        const int p = warp * 16 + gr, n = nt * 8 + 2 * t;
-        *reinterpret_cast<float2 *>(o + (size_t)p * N + n) = make_float2(acc[nt][0], acc[nt][1]);
-        *reinterpret_cast<float2 *>(o + (size_t)(p + 8) * N + n) = make_float2(acc[nt][2], acc[nt][3]);
-    }
-}
-
-/* Shared memory of the tile kernel, byte offsets. dsc (fp32) and cbs (bf16 pairs) are kept in
- * fragment order, [pair][n-tile][element][thread]: every thread touches only its own fragment
- * elements (no barrier, no bank conflict). Both fp32: the masked score M and dscore are rounded to
- * bf16 once, as in v1. Cs (C rows, setup and end only) aliases dYs + MTs. */
-template <int N> struct SfbTileSmem {
-    static constexpr size_t LDN = N + 8;
-    static constexpr size_t dsc = 0;
-    static constexpr size_t cbs = dsc + sizeof(float) * SFB_MAXT * 16 * SFB_THREADS;
-    static constexpr size_t bs = cbs + sizeof(float) * SFB_MAXT * 16 * SFB_THREADS;
-    static constexpr size_t ds = bs + sizeof(hk_bf16) * SF_TILE * LDN;
-    static constexpr size_t xs = ds + sizeof(hk_bf16) * SF_P * LDN;
-    static constexpr size_t xw = xs + sizeof(hk_bf16) * SF_TILE * SF_LDP;
-    static constexpr size_t dys = xw + sizeof(hk_bf16) * SF_TILE * SF_LDQ;
-    static constexpr size_t mts = dys + sizeof(hk_bf16) * SF_TILE * SF_LDP;
-    static constexpr size_t fl = mts + sizeof(hk_bf16) * SF_TILE * SF_LDQ;
-    /* floats: cum over the pairs' rows [SFB_MAXT·64], Δ_j, w_j, dw and colG per column half, rowG per row group */
-    static constexpr size_t total = fl + sizeof(float) * (SFB_MAXT * 64 + 64 + 64 + 128 + 128 + 256);
-    static_assert(SF_TILE * LDN <= SF_TILE * (SF_LDP + SF_LDQ), "Cs must fit in dYs + MTs");
-};
-
-template <int N>
-__global__ void __launch_bounds__(SFB_THREADS, 1)
-    sfb_tile_kernel(hk_bf16 *dxbc, hk_bf16 *dsc_out, float *ddelta, float *dcum_j, float *rlast, float *rowgp,
-                    float *dDrow, const hk_bf16 *dy, const hk_bf16 *dS16, const hk_bf16 *xbc, const float *delta,
-                    const float *cum, const float *Dskip, ssd_geom s, size_t bht) {
-    constexpr int LDN = N + 8;
-    using Lay = SfbTileSmem<N>;
-    extern __shared__ __align__(16) unsigned char sf_sm[];
-    float *dsc = (float *)(sf_sm + Lay::dsc);
-    float *cbs = (float *)(sf_sm + Lay::cbs);
-    hk_bf16 *Bs = (hk_bf16 *)(sf_sm + Lay::bs), *dSs = (hk_bf16 *)(sf_sm + Lay::ds);
-    hk_bf16 *Xs = (hk_bf16 *)(sf_sm + Lay::xs), *XWs = (hk_bf16 *)(sf_sm + Lay::xw);
-    hk_bf16 *dYs = (hk_bf16 *)(sf_sm + Lay::dys), *MTs = (hk_bf16 *)(sf_sm + Lay::mts), *Cs = dYs;
-    float *cum_a = (float *)(sf_sm + Lay::fl), *dl_j = cum_a + SFB_MAXT * 64, *ws = dl_j + 64;
-    float *dwp = ws + 64, *colp = dwp + 128, *rowp = colp + 128;
-    /* heavy tiles (t = 0: the most pairs) first */
-    const int t = blockIdx.x / s.nc, c = blockIdx.x % s.nc, g = blockIdx.y, b = blockIdx.z;
-    const int t0 = c * s.Q, L = min(s.Q, s.T - t0), j0 = t * SF_TILE;
-    if (j0 >= L) return;
-    const int np = (L - j0 + SF_TILE - 1) / SF_TILE; /* pairs (i tile t + k, t), k < np */
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gr = lane >> 2, tq = lane & 3;
-    const int rw = warp & 3, ch = warp >> 2, wr = rw * 16, jl0 = wr + gr, jl1 = jl0 + 8;
-    const hk_bf16 *rows = xbc + ((size_t)b * s.T + t0) * s.W;
-    const hk_bf16 *Bg = rows + s.HP + (size_t)g * N, *Cg = rows + s.HP + (size_t)(s.G + g) * N;
-    const hk_bf16 *dyc = dy + ((size_t)b * s.T + t0) * s.HP;
-
-    /* once per group: CBᵀ(j, i) = B_j·C_i of every pair, dscoreᵀ = 0 */
-    sf_load_rows<N, LDN>(Bs, Bg, s.W, j0, L);
-    for (int k = 0; k < np; k++) {
-        __syncthreads(); /* Cs of the previous pair is consumed */
-        sf_load_rows<N, LDN>(Cs, Cg, s.W, j0 + k * SF_TILE, L);
-        __syncthreads();
-        float cb[4][4];
-        sf_zero<4>(cb);
-        sf_mma<4, LDN, 1, 1, LDN>(cb, Bs + wr * LDN, Cs + 32 * ch * LDN, N); /* B(n, i) = Cs[i][n] */
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                cbs[((k * 4 + nt) * 4 + r) * SFB_THREADS + tid] = cb[nt][r];
-                dsc[((k * 4 + nt) * 4 + r) * SFB_THREADS + tid] = 0.0f;
-            }
-        }
-    }
-
-    float accB[N / 16][4]; /* dB(j, n) over this warp's rows and column half, summed over the heads */
-    sf_zero<N / 16>(accB);
-    for (int h = g * s.hpg; h < (g + 1) * s.hpg; h++) {
-        const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
-        const float last = cum[ob + L - 1];
-        __syncthreads(); /* the previous head's tiles and scalars are consumed */
-        sf_load_rows<SF_P, SF_LDP>(Xs, rows + (size_t)h * SF_P, s.W, j0, L);
-        sf_load_rows<N, LDN>(dSs, dS16 + (((size_t)b * s.nc + c) * s.H + h) * s.PN, N, 0, SF_P);
-        for (int k = tid; k < np * SF_TILE; k += SFB_THREADS) cum_a[k] = k < L - j0 ? cum[ob + j0 + k] : 0.0f;
-        if (tid < SF_TILE) {
-            const int j = j0 + tid;
-            const float dl = j < L ? delta[ob + j] : 0.0f;
-            dl_j[tid] = dl;
-            ws[tid] = j < L ? expf(fminf(last - cum[ob + j], 0.0f)) * dl : 0.0f;
-        }
-        __syncthreads();
-        /* U(j, p) = Σ_n B_j[n] dS[p][n] → dx_j = w_j U_j, dw_j = x_j·U_j (this warp's 32 columns p) */
-        float accX[4][4];
-        sf_zero<4>(accX);
-        sf_mma<4, LDN, 1, 1, LDN>(accX, Bs + wr * LDN, dSs + 32 * ch * LDN, N);
-        const float w0 = ws[jl0], w1 = ws[jl1];
-        float dw0 = 0.0f, dw1 = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-            const int p = 32 * ch + nt * 8 + 2 * tq;
-            const __nv_bfloat162 xa = *reinterpret_cast<const __nv_bfloat162 *>(Xs + jl0 * SF_LDP + p);
-            const __nv_bfloat162 xb = *reinterpret_cast<const __nv_bfloat162 *>(Xs + jl1 * SF_LDP + p);
-            dw0 += accX[nt][0] * __low2float(xa) + accX[nt][1] * __high2float(xa);
-            dw1 += accX[nt][2] * __low2float(xb) + accX[nt][3] * __high2float(xb);
-            accX[nt][0] *= w0, accX[nt][1] *= w0, accX[nt][2] *= w1, accX[nt][3] *= w1;
-        }
-        for (int idx = tid; idx < SF_TILE * (SF_P / 2); idx += SFB_THREADS) { /* XWs = w_j x_j (bf16) */
-            const int r = idx / (SF_P / 2), p = 2 * (idx % (SF_P / 2));
-            const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162 *>(Xs + r * SF_LDP + p);
-            sf_st2(XWs + r * SF_LDQ + p, __low2float(v) * ws[r], __high2float(v) * ws[r]);
-        }
-        __syncthreads();
-        /* dB_j += Σ_p w_j x_j[p] dS[p][n]: A(j, p) = XWs[j][p], B(p, n) = dSs[p][n] */
-        sf_mma<N / 16, SF_LDQ, 1, LDN, 1>(accB, XWs + wr * SF_LDQ, dSs + ch * (N / 2), SF_P);
-
-        float colG0 = 0.0f, colG1 = 0.0f;
-        for (int k = 0; k < np; k++) {
-            const int i0 = j0 + k * SF_TILE;
-            __syncthreads(); /* dYs, MTs, rowp of the previous pair are consumed */
-            sf_load_rows<SF_P, SF_LDP>(dYs, dyc + (size_t)h * SF_P, s.HP, i0, L);
-            __syncthreads();
-            if (k == 0) { /* dD per row: Σ_p dy_j[p] x_j[p], 4 lanes per row */
-                const int r = tid >> 2, p0 = (tid & 3) * 16;
-                float dd = 0.0f;
-#pragma unroll
-                for (int p = p0; p < p0 + 16; p += 2) {
-                    const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(Xs + r * SF_LDP + p);
-                    const __nv_bfloat162 dv = *reinterpret_cast<const __nv_bfloat162 *>(dYs + r * SF_LDP + p);
-                    dd += __low2float(xv) * __low2float(dv) + __high2float(xv) * __high2float(dv);
-                }
-                dd = sf_quad_sum(dd);
-                if ((tid & 3) == 0 && j0 + r < L) dDrow[ob + j0 + r] = dd;
-            }
-            /* dMᵀ(j, i) = Σ_p x_j[p] dy_i[p]: A(j, p) = Xs[j][p], B(p, i) = dYs[i][p] */
-            float dm[4][4];
-            sf_zero<4>(dm);
-            sf_mma<4, SF_LDP, 1, 1, SF_LDP>(dm, Xs + wr * SF_LDP, dYs + 32 * ch * SF_LDP, SF_P);
-            float rg[4][2];
-#pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
-                const int il = 32 * ch + nt * 8 + 2 * tq;
-                rg[nt][0] = rg[nt][1] = 0.0f;
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int jl = hr ? jl1 : jl0, j = j0 + jl;
-                    const float cj = cum_a[jl], dlj = dl_j[jl];
-                    float mt[2];
-#pragma unroll
-                    for (int q = 0; q < 2; q++) {
-                        const int i = i0 + il + q;
-                        const bool vis = j <= i && i < L && j < L;
-                        const float e = expf(fminf(cum_a[k * SF_TILE + il + q] - cj, 0.0f));
-                        const int fe = ((k * 4 + nt) * 4 + 2 * hr + q) * SFB_THREADS + tid; /* fragment element */
-                        const float cbv = cbs[fe], dmv = dm[nt][2 * hr + q];
-                        mt[q] = vis ? cbv * e * dlj : 0.0f;
-                        dsc[fe] += vis ? dmv * e * dlj : 0.0f;
-                        const float gg = vis ? dmv * cbv * e : 0.0f;
-                        if (hr) colG1 += gg;
-                        else colG0 += gg;
-                        rg[nt][q] += gg * dlj;
-                    }
-                    sf_st2(MTs + jl * SF_LDQ + il, mt[0], mt[1]);
-                }
-            }
-            /* rowG_i partial = Σ_{j in this tile} G_ij Δ_j: over the 8 row lanes, then the 4 row groups */
-#pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
-#pragma unroll
-                for (int q = 0; q < 2; q++) {
-                    float v = rg[nt][q];
-                    v += __shfl_xor_sync(0xffffffffu, v, 4);
-                    v += __shfl_xor_sync(0xffffffffu, v, 8);
-                    v += __shfl_xor_sync(0xffffffffu, v, 16);
-                    if (gr == 0) rowp[rw * 64 + 32 * ch + nt * 8 + 2 * tq + q] = v;
-                }
-            }
-            __syncthreads(); /* MTs and rowp complete */
-            if (tid < SF_TILE && i0 + tid < L)
-                rowgp[(size_t)t * bht + ob + i0 + tid] = rowp[tid] + rowp[64 + tid] + rowp[128 + tid] + rowp[192 + tid];
-            /* dx_j += Σ_i Mᵀ[j][i] dy_i[p]: A(j, i) = MTs[j][i], B(i, p) = dYs[i][p] */
-            sf_mma<4, SF_LDQ, 1, SF_LDP, 1>(accX, MTs + wr * SF_LDQ, dYs + 32 * ch, SF_TILE);
-        }
-        dw0 = sf_quad_sum(dw0), dw1 = sf_quad_sum(dw1);
-        colG0 = sf_quad_sum(colG0), colG1 = sf_quad_sum(colG1);
-        if (tq == 0) {
-            dwp[ch * 64 + jl0] = dw0, dwp[ch * 64 + jl1] = dw1;
-            colp[ch * 64 + jl0] = colG0, colp[ch * 64 + jl1] = colG1;
-        }
-        const float Dh = Dskip[h];
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            const int j = j0 + (hr ? jl1 : jl0);
-            if (j >= L) continue;
-            const size_t row = (size_t)b * s.T + t0 + j;
-#pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
-                const int p = 32 * ch + nt * 8 + 2 * tq;
-                const __nv_bfloat162 dv = *reinterpret_cast<const __nv_bfloat162 *>(dy + row * s.HP + (size_t)h * SF_P + p);
-                sf_st2(dxbc + row * s.W + (size_t)h * SF_P + p, accX[nt][2 * hr] + Dh * __low2float(dv),
-                       accX[nt][2 * hr + 1] + Dh * __high2float(dv));
-            }
-        }
-        __syncthreads(); /* dwp, colp complete */
-        if (tid < SF_TILE && j0 + tid < L) {
-            const int j = j0 + tid;
-            const float dw = dwp[tid] + dwp[64 + tid], colG = colp[tid] + colp[64 + tid], w = ws[tid];
-            ddelta[ob + j] = dw * expf(fminf(last - cum_a[tid], 0.0f)) + colG;
-            dcum_j[ob + j] = -dw * w - colG * dl_j[tid];
-            rlast[ob + j] = dw * w;
-        }
-    }
-
-    /* once per group: dB_j += Σ_i dscoreᵀ(j, i) C_i; the dscore tiles go out for the rows kernel */
-    for (int k = 0; k < np; k++) {
-        __syncthreads(); /* Cs, XWs of the previous pair (or the last head) are consumed */
-        sf_load_rows<N, LDN>(Cs, Cg, s.W, j0 + k * SF_TILE, L);
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-#pragma unroll
-            for (int hr = 0; hr < 2; hr++) {
-                const float *dp = dsc + ((k * 4 + nt) * 4 + 2 * hr) * SFB_THREADS + tid;
-                sf_st2(XWs + (hr ? jl1 : jl0) * SF_LDQ + 32 * ch + nt * 8 + 2 * tq, dp[0], dp[SFB_THREADS]);
-            }
-        }
-        __syncthreads();
-        /* global tile (i tile t + k, j tile t), bf16 [j][i] */
-        hk_bf16 *gd = dsc_out + ((((size_t)b * s.nc + c) * s.G + g) * (SFB_MAXT * SFB_MAXT) + (t + k) * SFB_MAXT + t) *
-                                    (SF_TILE * SF_TILE);
-        for (int idx = tid; idx < SF_TILE * 8; idx += SFB_THREADS) {
-            const int r = idx >> 3, v = idx & 7;
-            *reinterpret_cast<uint4 *>(gd + r * SF_TILE + v * 8) = *reinterpret_cast<const uint4 *>(XWs + r * SF_LDQ + v * 8);
-        }
-        /* A(j, i) = XWs[j][i], B(i, n) = Cs[i][n] */
-        sf_mma<N / 16, SF_LDQ, 1, LDN, 1>(accB, XWs + wr * SF_LDQ, Cs + ch * (N / 2), SF_TILE);
-    }
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-        const int j = j0 + (hr ? jl1 : jl0);
-        if (j >= L) continue;
-        hk_bf16 *dBj = dxbc + ((size_t)b * s.T + t0 + j) * s.W + s.HP + (size_t)g * N + ch * (N / 2);
-#pragma unroll
-        for (int nt = 0; nt < N / 16; nt++) sf_st2(dBj + nt * 8 + 2 * tq, accB[nt][2 * hr], accB[nt][2 * hr + 1]);
-    }
-}
-
-/* ---- v3 tile kernel: v2's tile kernel (same products, same fixed summation order) with ldmatrix
- * operands and the per-head / per-pair tiles fetched by cp.async one step ahead: while pair k of
- * head h computes, dy of pair k + 1 (or, at the last pair, x, cum, Δ and dy of head h + 1) land in
- * the second buffer; dS of head h + 1 is fetched once head h's dS products are done (after the
- * first pair's barrier). Cs (setup and end only) aliases the two dy buffers. */
-template <int N> struct SfbTile3Smem {
-    static constexpr size_t LDN = N + 8;
-    static constexpr size_t dsc = 0;
-    static constexpr size_t cbs = dsc + sizeof(float) * SFB_MAXT * 16 * SFB_THREADS;
-    static constexpr size_t bs = cbs + sizeof(float) * SFB_MAXT * 16 * SFB_THREADS;
-    static constexpr size_t ds = bs + sizeof(hk_bf16) * SF_TILE * LDN;
-    static constexpr size_t xs = ds + sizeof(hk_bf16) * SF_P * LDN;            /* 2 buffers */
-    static constexpr size_t xw = xs + 2 * sizeof(hk_bf16) * SF_TILE * SF_LDP;
-    static constexpr size_t dys = xw + sizeof(hk_bf16) * SF_TILE * SF_LDQ;     /* 2 buffers */
-    static constexpr size_t mts = dys + 2 * sizeof(hk_bf16) * SF_TILE * SF_LDP;
-    static constexpr size_t fl = mts + sizeof(hk_bf16) * SF_TILE * SF_LDQ;
-    /* floats: cum over the pairs' rows and Δ_j (2 buffers each), w_j, dw and colG per column half,
-     * rowG per row group */
-    static constexpr size_t total = fl + sizeof(float) * (2 * SFB_MAXT * 64 + 2 * 64 + 64 + 128 + 128 + 256);
-    static_assert(SF_TILE * LDN <= 2 * SF_TILE * SF_LDP, "Cs must fit in the two dy buffers");
-    static_assert(total <= 232448, "over the sm_90 shared memory per block");
-};
-
-template <int N>
-__global__ void __launch_bounds__(SFB_THREADS, 1)
-    sfb_tile3_kernel(hk_bf16 *dxbc, hk_bf16 *dsc_out, float *ddelta, float *dcum_j, float *rlast, float *rowgp,
-                     float *dDrow, const hk_bf16 *dy, const hk_bf16 *dS16, const hk_bf16 *xbc, const float *delta,
-                     const float *cum, const float *Dskip, ssd_geom s, size_t bht) {
-    constexpr int LDN = N + 8, XT = SF_TILE * SF_LDP; /* XT: elements of one x / dy buffer */
-    using Lay = SfbTile3Smem<N>;
-    extern __shared__ __align__(16) unsigned char sf_sm[];
-    float *dsc = (float *)(sf_sm + Lay::dsc);
-    float *cbs = (float *)(sf_sm + Lay::cbs);
-    hk_bf16 *Bs = (hk_bf16 *)(sf_sm + Lay::bs), *dSs = (hk_bf16 *)(sf_sm + Lay::ds);
-    hk_bf16 *Xs2 = (hk_bf16 *)(sf_sm + Lay::xs), *XWs = (hk_bf16 *)(sf_sm + Lay::xw);
-    hk_bf16 *dYs2 = (hk_bf16 *)(sf_sm + Lay::dys), *MTs = (hk_bf16 *)(sf_sm + Lay::mts), *Cs = dYs2;
-    float *cum2 = (float *)(sf_sm + Lay::fl), *dl2 = cum2 + 2 * SFB_MAXT * 64, *ws = dl2 + 2 * 64;
-    float *dwp = ws + 64, *colp = dwp + 128, *rowp = colp + 128;
-    /* heavy tiles (t = 0: the most pairs) first */
-    const int t = blockIdx.x / s.nc, c = blockIdx.x % s.nc, g = blockIdx.y, b = blockIdx.z;
-    const int t0 = c * s.Q, L = min(s.Q, s.T - t0), j0 = t * SF_TILE;
-    if (j0 >= L) return;
-    const int np = (L - j0 + SF_TILE - 1) / SF_TILE; /* pairs (i tile t + k, t), k < np */
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gr = lane >> 2, tq = lane & 3;
-    const int rw = warp & 3, ch = warp >> 2, wr = rw * 16, jl0 = wr + gr, jl1 = jl0 + 8;
-    const hk_bf16 *rows = xbc + ((size_t)b * s.T + t0) * s.W;
-    const hk_bf16 *Bg = rows + s.HP + (size_t)g * N, *Cg = rows + s.HP + (size_t)(s.G + g) * N;
-    const hk_bf16 *dyc = dy + ((size_t)b * s.T + t0) * s.HP;
-
-    /* asynchronous tile fetches (rows past the chunk end zero-filled, their source clamped in bounds) */
-    auto fetch_dS = [&](int h) {
-        const hk_bf16 *sg = dS16 + (((size_t)b * s.nc + c) * s.H + h) * s.PN;
-        for (int idx = tid; idx < SF_P * (N / 8); idx += SFB_THREADS) {
-            const int p = idx / (N / 8), v = idx % (N / 8);
-            sf_cp16(dSs + p * LDN + v * 8, sg + (size_t)p * N + v * 8, true);
-        }
-    };
-    auto fetch_head = [&](int h, int buf) { /* x_j, cum over the pairs' rows, Δ_j */
-        const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
-        for (int idx = tid; idx < SF_TILE * (SF_P / 8); idx += SFB_THREADS) {
-            const int r = idx / (SF_P / 8), v = idx % (SF_P / 8);
-            const bool ok = j0 + r < L;
-            sf_cp16(Xs2 + buf * XT + r * SF_LDP + v * 8, rows + (size_t)(ok ? j0 + r : 0) * s.W + (size_t)h * SF_P + v * 8, ok);
-        }
-        for (int k = tid; k < np * SF_TILE; k += SFB_THREADS) {
-            const bool ok = k < L - j0;
-            sf_cp4(cum2 + buf * SFB_MAXT * 64 + k, cum + ob + j0 + (ok ? k : 0), ok);
-        }
-        if (tid < SF_TILE) {
-            const bool ok = j0 + tid < L;
-            sf_cp4(dl2 + buf * 64 + tid, delta + ob + j0 + (ok ? tid : 0), ok);
-        }
-    };
-    auto fetch_dy = [&](int h, int k, int buf) { /* dy_i of pair k */
-        const int i0 = j0 + k * SF_TILE;
-        for (int idx = tid; idx < SF_TILE * (SF_P / 8); idx += SFB_THREADS) {
-            const int r = idx / (SF_P / 8), v = idx % (SF_P / 8);
-            const bool ok = i0 + r < L;
-            sf_cp16(dYs2 + buf * XT + r * SF_LDP + v * 8, dyc + (size_t)(ok ? i0 + r : 0) * s.HP + (size_t)h * SF_P + v * 8,
-                    ok);
-        }
-    };
-
-    /* once per group: CBᵀ(j, i) = B_j·C_i of every pair, dscoreᵀ = 0 */
-    sf_load_rows<N, LDN>(Bs, Bg, s.W, j0, L);
-    for (int k = 0; k < np; k++) {
-        __syncthreads(); /* Cs of the previous pair is consumed */
-        sf_load_rows<N, LDN>(Cs, Cg, s.W, j0 + k * SF_TILE, L);
-        __syncthreads();
-        float cb[4][4];
-        sf_zero<4>(cb);
-        sfb_mm<4, LDN, 1, 1, LDN, true>(cb, Bs + wr * LDN, Cs + 32 * ch * LDN, N); /* B(n, i) = Cs[i][n] */
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                cbs[((k * 4 + nt) * 4 + r) * SFB_THREADS + tid] = cb[nt][r];
-                dsc[((k * 4 + nt) * 4 + r) * SFB_THREADS + tid] = 0.0f;
-            }
-        }
-    }
-    const int h_first = g * s.hpg, h_end = h_first + s.hpg;
-    __syncthreads(); /* Cs (the dy buffers) is consumed */
-    fetch_dS(h_first);
-    fetch_head(h_first, 0);
-    fetch_dy(h_first, 0, 0);
-    sf_cp_commit();
-
-    float accB[N / 16][4]; /* dB(j, n) over this warp's rows and column half, summed over the heads */
-    sf_zero<N / 16>(accB);
-    int yb = 0; /* the dy buffer of the current pair */
-    for (int h = h_first; h < h_end; h++) {
-        const int hb = (h - h_first) & 1;
-        const hk_bf16 *Xs = Xs2 + hb * XT;
-        const float *cum_a = cum2 + hb * SFB_MAXT * 64, *dl_j = dl2 + hb * 64;
-        const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
-        sf_cp_wait(0);
-        __syncthreads(); /* this head's tiles have landed (every thread's copies); the previous head is consumed */
-        const float last = cum_a[L - 1 - j0];
-        if (tid < SF_TILE) ws[tid] = j0 + tid < L ? expf(fminf(last - cum_a[tid], 0.0f)) * dl_j[tid] : 0.0f;
-        /* U(j, p) = Σ_n B_j[n] dS[p][n] → dx_j = w_j U_j, dw_j = x_j·U_j (this warp's 32 columns p) */
-        float accX[4][4];
-        sf_zero<4>(accX);
-        sfb_mm<4, LDN, 1, 1, LDN, true>(accX, Bs + wr * LDN, dSs + 32 * ch * LDN, N);
-        __syncthreads(); /* ws complete */
-        const float w0 = ws[jl0], w1 = ws[jl1];
-        float dw0 = 0.0f, dw1 = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-            const int p = 32 * ch + nt * 8 + 2 * tq;
-            const __nv_bfloat162 xa = *reinterpret_cast<const __nv_bfloat162 *>(Xs + jl0 * SF_LDP + p);
-            const __nv_bfloat162 xb = *reinterpret_cast<const __nv_bfloat162 *>(Xs + jl1 * SF_LDP + p);
-            dw0 += accX[nt][0] * __low2float(xa) + accX[nt][1] * __high2float(xa);
-            dw1 += accX[nt][2] * __low2float(xb) + accX[nt][3] * __high2float(xb);
-            accX[nt][0] *= w0, accX[nt][1] *= w0, accX[nt][2] *= w1, accX[nt][3] *= w1;
-        }
-        for (int idx = tid; idx < SF_TILE * (SF_P / 2); idx += SFB_THREADS) { /* XWs = w_j x_j (bf16) */
-            const int r = idx / (SF_P / 2), p = 2 * (idx % (SF_P / 2));
-            const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162 *>(Xs + r * SF_LDP + p);
-            sf_st2(XWs + r * SF_LDQ + p, __low2float(v) * ws[r], __high2float(v) * ws[r]);
-        }
-        __syncthreads();
-        /* dB_j += Σ_p w_j x_j[p] dS[p][n]: A(j, p) = XWs[j][p], B(p, n) = dSs[p][n] */
-        sfb_mm<N / 16, SF_LDQ, 1, LDN, 1, true>(accB, XWs + wr * SF_LDQ, dSs + ch * (N / 2), SF_P);
-
-        float colG0 = 0.0f, colG1 = 0.0f;
-        for (int k = 0; k < np; k++) {
-            const int i0 = j0 + k * SF_TILE;
-            const hk_bf16 *dYs = dYs2 + yb * XT;
-            if (k > 0) sf_cp_wait(0);
-            /* this pair's dy has landed; the previous pair's MTs, rowp and dy buffer, and (k = 0) dS
-             * and XWs, are consumed */
-            __syncthreads();
-            if (k + 1 < np) {
-                fetch_dy(h, k + 1, yb ^ 1);
-            } else if (h + 1 < h_end) {
-                fetch_head(h + 1, hb ^ 1);
-                fetch_dy(h + 1, 0, yb ^ 1);
-            }
-            if (k == 0 && h + 1 < h_end) fetch_dS(h + 1);
-            sf_cp_commit();
-            if (k == 0) { /* dD per row: Σ_p dy_j[p] x_j[p], 4 lanes per row */
-                const int r = tid >> 2, p0 = (tid & 3) * 16;
-                float dd = 0.0f;
-#pragma unroll
-                for (int p = p0; p < p0 + 16; p += 2) {
-                    const __nv_bfloat162 xv = *reinterpret_cast<const __nv_bfloat162 *>(Xs + r * SF_LDP + p);
-                    const __nv_bfloat162 dv = *reinterpret_cast<const __nv_bfloat162 *>(dYs + r * SF_LDP + p);
-                    dd += __low2float(xv) * __low2float(dv) + __high2float(xv) * __high2float(dv);
-                }
-                dd = sf_quad_sum(dd);
-                if ((tid & 3) == 0 && j0 + r < L) dDrow[ob + j0 + r] = dd;
-            }
-            /* dMᵀ(j, i) = Σ_p x_j[p] dy_i[p]: A(j, p) = Xs[j][p], B(p, i) = dYs[i][p] */
-            float dm[4][4];
-            sf_zero<4>(dm);
-            sfb_mm<4, SF_LDP, 1, 1, SF_LDP, true>(dm, Xs + wr * SF_LDP, dYs + 32 * ch * SF_LDP, SF_P);
-            float rg[4][2];
-#pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
-                const int il = 32 * ch + nt * 8 + 2 * tq;
-                rg[nt][0] = rg[nt][1] = 0.0f;
-#pragma unroll
-                for (int hr = 0; hr < 2; hr++) {
-                    const int jl = hr ? jl1 : jl0, j = j0 + jl;
-                    const float cj = cum_a[jl], dlj = dl_j[jl];
-                    float mt[2];
-#pragma unroll
-                    for (int q = 0; q < 2; q++) {
-                        const int i = i0 + il + q;
-                        const bool vis = j <= i && i < L && j < L;
-                        const float e = expf(fminf(cum_a[k * SF_TILE + il + q] - cj, 0.0f));
-                        const int fe = ((k * 4 + nt) * 4 + 2 * hr + q) * SFB_THREADS + tid; /* fragment element */
-                        const float cbv = cbs[fe], dmv = dm[nt][2 * hr + q];
-                        mt[q] = vis ? cbv * e * dlj : 0.0f;
-                        dsc[fe] += vis ? dmv * e * dlj : 0.0f;
-                        const float gg = vis ? dmv * cbv * e : 0.0f;
-                        if (hr) colG1 += gg;
-                        else colG0 += gg;
-                        rg[nt][q] += gg * dlj;
-                    }
-                    sf_st2(MTs + jl * SF_LDQ + il, mt[0], mt[1]);
-                }
-            }
-            /* rowG_i partial = Σ_{j in this tile} G_ij Δ_j: over the 8 row lanes, then the 4 row groups */
-#pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
-#pragma unroll
-                for (int q = 0; q < 2; q++) {
-                    float v = rg[nt][q];
-                    v += __shfl_xor_sync(0xffffffffu, v, 4);
-                    v += __shfl_xor_sync(0xffffffffu, v, 8);
-                    v += __shfl_xor_sync(0xffffffffu, v, 16);
-                    if (gr == 0) rowp[rw * 64 + 32 * ch + nt * 8 + 2 * tq + q] = v;
-                }
-            }
-            __syncthreads(); /* MTs and rowp complete */
-            if (tid < SF_TILE && i0 + tid < L)
-                rowgp[(size_t)t * bht + ob + i0 + tid] = rowp[tid] + rowp[64 + tid] + rowp[128 + tid] + rowp[192 + tid];
-            /* dx_j += Σ_i Mᵀ[j][i] dy_i[p]: A(j, i) = MTs[j][i], B(i, p) = dYs[i][p] */
-            sfb_mm<4, SF_LDQ, 1, SF_LDP, 1, true>(accX, MTs + wr * SF_LDQ, dYs + 32 * ch, SF_TILE);
-            yb ^= 1;
-        }
-        dw0 = sf_quad_sum(dw0), dw1 = sf_quad_sum(dw1);
-        colG0 = sf_quad_sum(colG0), colG1 = sf_quad_sum(colG1);
-        if (tq == 0) {
-            dwp[ch * 64 + jl0] = dw0, dwp[ch * 64 + jl1] = dw1;
-            colp[ch * 64 + jl0] = colG0, colp[ch * 64 + jl1] = colG1;
-        }
-        const float Dh = Dskip[h];
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-            const int j = j0 + (hr ? jl1 : jl0);
-            if (j >= L) continue;
-            const size_t row = (size_t)b * s.T + t0 + j;
-#pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
-                const int p = 32 * ch + nt * 8 + 2 * tq;
-                const __nv_bfloat162 dv = *reinterpret_cast<const __nv_bfloat162 *>(dy + row * s.HP + (size_t)h * SF_P + p);
-                sf_st2(dxbc + row * s.W + (size_t)h * SF_P + p, accX[nt][2 * hr] + Dh * __low2float(dv),
-                       accX[nt][2 * hr + 1] + Dh * __high2float(dv));
-            }
-        }
-        __syncthreads(); /* dwp, colp complete */
-        if (tid < SF_TILE && j0 + tid < L) {
-            const int j = j0 + tid;
-            const float dw = dwp[tid] + dwp[64 + tid], colG = colp[tid] + colp[64 + tid], w = ws[tid];
-            ddelta[ob + j] = dw * expf(fminf(last - cum_a[tid], 0.0f)) + colG;
-            dcum_j[ob + j] = -dw * w - colG * dl_j[tid];
-            rlast[ob + j] = dw * w;
-        }
-    }
-    sf_cp_wait(0); /* nothing is in flight after the last head; kept for the Cs reuse below */
-
-    /* once per group: dB_j += Σ_i dscoreᵀ(j, i) C_i; the dscore tiles go out for the rows kernel */
-    for (int k = 0; k < np; k++) {
-        __syncthreads(); /* Cs, XWs of the previous pair (or the last head) are consumed */
-        sf_load_rows<N, LDN>(Cs, Cg, s.W, j0 + k * SF_TILE, L);
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-#pragma unroll
-            for (int hr = 0; hr < 2; hr++) {
-                const float *dp = dsc + ((k * 4 + nt) * 4 + 2 * hr) * SFB_THREADS + tid;
-                sf_st2(XWs + (hr ? jl1 : jl0) * SF_LDQ + 32 * ch + nt * 8 + 2 * tq, dp[0], dp[SFB_THREADS]);
-            }
-        }
-        __syncthreads();
-        /* global tile (i tile t + k, j tile t), bf16 [j][i] */
-        hk_bf16 *gd = dsc_out + ((((size_t)b * s.nc + c) * s.G + g) * (SFB_MAXT * SFB_MAXT) + (t + k) * SFB_MAXT + t) *
-                                    (SF_TILE * SF_TILE);
-        for (int idx = tid; idx < SF_TILE * 8; idx += SFB_THREADS) {
-            const int r = idx >> 3, v = idx & 7;
-            *reinterpret_cast<uint4 *>(gd + r * SF_TILE + v * 8) = *reinterpret_cast<const uint4 *>(XWs + r * SF_LDQ + v * 8);
-        }
-        /* A(j, i) = XWs[j][i], B(i, n) = Cs[i][n] */
-        sfb_mm<N / 16, SF_LDQ, 1, LDN, 1, true>(accB, XWs + wr * SF_LDQ, Cs + ch * (N / 2), SF_TILE);
-    }
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-        const int j = j0 + (hr ? jl1 : jl0);
-        if (j >= L) continue;
-        hk_bf16 *dBj = dxbc + ((size_t)b * s.T + t0 + j) * s.W + s.HP + (size_t)g * N + ch * (N / 2);
-#pragma unroll
-        for (int nt = 0; nt < N / 16; nt++) sf_st2(dBj + nt * 8 + 2 * tq, accB[nt][2 * hr], accB[nt][2 * hr + 1]);
-    }
-}
-
-/* ---- v4 tile kernel: the v3 tile kernel (same products) with
+/* ---- tile kernel: column tile t of one (chunk, group, b), 8 warps. Once per group: C·Bᵀ of the
+ * pairs (i tile ≥ t, t). Per head: U = B_t dSᵀ → dx_t, dw_t; dB_t += (w∘x_t)·dS; per pair: dMᵀ =
+ * x_t dy_iᵀ, Mᵀ, the G row / column sums, dx_t += Mᵀ dy_i, dscoreᵀ summed over the heads. The
+ * per-head / per-pair tiles (x, cum, Δ, dy, dS) arrive by cp.async one step ahead into second
+ * buffers. End: dB_t += Σ_i dscoreᵀ C_i once per group; the dscore tiles (bf16) out for the rows
+ * kernel. dsc and cbs (both fp32: M and dscore are rounded to bf16 once, as in v1) are kept in
+ * fragment order, [pair][n-tile][element][thread]: every thread touches only its own elements (no
+ * barrier, no bank conflict). Beyond v3 (docs/CUDA_SSD_FAST_BWD.md, history):
  *  1. Mᵀ kept in registers: the C fragments of a warp's dMᵀ / Mᵀ tile (16 rows j × its 32 columns i)
  *     are the A fragments of the dx product over those 32 i, so each warp accumulates dx_j for all
  *     64 columns p over its own i half (accP) and the two warps of a row strip swap halves once per
@@ -1372,93 +812,11 @@ __global__ void __launch_bounds__(SFB_THREADS, 1)
     }
 }
 
-/* ---- rows: dC for 64 rows i of one (chunk, group, b). Per head Z = dy_i S_in → dC_i += e_i Z_i,
- * dcum_i (inter-chunk part) = e_i C_i·Z_i; then once per group dC_i += Σ_{j ≤ i} dscore_ij B_j
- * from the tile kernel's dscore tiles. 4 warps, warp w owns rows 16w .. 16w+15. */
-
-template <int N> static size_t sfb_rows_smem() {
-    return sizeof(hk_bf16) * (3 * SF_TILE * (N + 8) + SF_TILE * SF_LDP + SF_TILE * SF_LDQ) + sizeof(float) * SF_TILE;
-}
-
-template <int N, bool V3>
-__global__ void __launch_bounds__(SF_THREADS)
-    sfb_rows_kernel(hk_bf16 *dxbc, float *dcum_i, const hk_bf16 *dy, const float *states, const hk_bf16 *xbc,
-                    const hk_bf16 *dsc_in, const float *cum, ssd_geom s) {
-    constexpr int LDN = N + 8;
-    extern __shared__ __align__(16) unsigned char sf_sm[];
-    hk_bf16 *Cs = (hk_bf16 *)sf_sm, *Ss = Cs + SF_TILE * LDN, *Bs = Ss + SF_P * LDN;
-    hk_bf16 *dYs = Bs + SF_TILE * LDN, *DSs = dYs + SF_TILE * SF_LDP;
-    float *cum_i = (float *)(DSs + SF_TILE * SF_LDQ);
-    /* v2: tile-major; v3: chunk-major, the heaviest row tile (most column tiles) first, so the row
-     * tiles of a chunk run together and read S_in from DRAM once */
-    const int qt = (s.Q + SF_TILE - 1) / SF_TILE;
-    const int it = V3 ? qt - 1 - (int)blockIdx.x % qt : (int)blockIdx.x / s.nc;
-    const int c = V3 ? (int)blockIdx.x / qt : (int)blockIdx.x % s.nc, g = blockIdx.y, b = blockIdx.z;
-    const int t0 = c * s.Q, L = min(s.Q, s.T - t0), i0 = it * SF_TILE;
-    if (i0 >= L) return;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3, wr = warp * 16;
-    const int il0 = wr + gr, il1 = il0 + 8;
-    const hk_bf16 *rows = xbc + ((size_t)b * s.T + t0) * s.W;
-    sf_load_rows<N, LDN>(Cs, rows + s.HP + (size_t)(s.G + g) * N, s.W, i0, L);
-    float accC[N / 8][4];
-    sf_zero<N / 8>(accC);
-    for (int h = g * s.hpg; h < (g + 1) * s.hpg; h++) {
-        const size_t ob = ((size_t)b * s.H + h) * s.T + t0;
-        __syncthreads(); /* dYs, Ss, cum_i of the previous head are consumed */
-        sf_load_rows<SF_P, SF_LDP>(dYs, dy + ((size_t)b * s.T + t0) * s.HP + (size_t)h * SF_P, s.HP, i0, L);
-        sf_load_state<N>(Ss, states + (((size_t)b * s.nc + c) * s.H + h) * s.PN);
-        if (threadIdx.x < SF_TILE) cum_i[threadIdx.x] = i0 + threadIdx.x < L ? cum[ob + i0 + threadIdx.x] : 0.0f;
-        __syncthreads();
-        const float e0 = i0 + il0 < L ? expf(cum_i[il0]) : 0.0f, e1 = i0 + il1 < L ? expf(cum_i[il1]) : 0.0f;
-        float dc0 = 0.0f, dc1 = 0.0f;
-        /* Z(i, n) = Σ_p dy_i[p] S_in[p][n]: A(i, p) = dYs[i][p], B(p, n) = Ss[p][n], 64 columns at a time */
-#pragma unroll
-        for (int half = 0; half < N / 64; half++) {
-            float tmp[8][4];
-            sf_zero<8>(tmp);
-            sfb_mm<8, SF_LDP, 1, LDN, 1, V3>(tmp, dYs + wr * SF_LDP, Ss + half * 64, SF_P);
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                const int n = half * 64 + nt * 8 + 2 * tq;
-                const __nv_bfloat162 ca = *reinterpret_cast<const __nv_bfloat162 *>(Cs + il0 * LDN + n);
-                const __nv_bfloat162 cb = *reinterpret_cast<const __nv_bfloat162 *>(Cs + il1 * LDN + n);
-                const float z0 = e0 * tmp[nt][0], z1 = e0 * tmp[nt][1], z2 = e1 * tmp[nt][2], z3 = e1 * tmp[nt][3];
-                accC[half * 8 + nt][0] += z0, accC[half * 8 + nt][1] += z1;
-                accC[half * 8 + nt][2] += z2, accC[half * 8 + nt][3] += z3;
-                dc0 += z0 * __low2float(ca) + z1 * __high2float(ca);
-                dc1 += z2 * __low2float(cb) + z3 * __high2float(cb);
-            }
-        }
-        dc0 = sf_quad_sum(dc0), dc1 = sf_quad_sum(dc1);
-        if (tq == 0) {
-            if (i0 + il0 < L) dcum_i[ob + i0 + il0] = dc0;
-            if (i0 + il1 < L) dcum_i[ob + i0 + il1] = dc1;
-        }
-    }
-    for (int jt = 0; jt <= it; jt++) {
-        __syncthreads(); /* Bs, DSs of the previous column tile are consumed */
-        sf_load_rows<N, LDN>(Bs, rows + s.HP + (size_t)g * N, s.W, jt * SF_TILE, L);
-        const hk_bf16 *gd =
-            dsc_in + ((((size_t)b * s.nc + c) * s.G + g) * (SFB_MAXT * SFB_MAXT) + it * SFB_MAXT + jt) * (SF_TILE * SF_TILE);
-        sf_load_rows<SF_TILE, SF_LDQ>(DSs, gd, SF_TILE, 0, SF_TILE);
-        __syncthreads();
-        /* A(i, j) = DSs[j][i], B(j, n) = Bs[j][n] */
-        sfb_mm<N / 8, 1, SF_LDQ, LDN, 1, V3>(accC, DSs + wr, Bs, SF_TILE);
-    }
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-        const int i = i0 + (hr ? il1 : il0);
-        if (i >= L) continue;
-        hk_bf16 *dCi = dxbc + ((size_t)b * s.T + t0 + i) * s.W + s.HP + (size_t)(s.G + g) * N;
-#pragma unroll
-        for (int nt = 0; nt < N / 8; nt++) sf_st2(dCi + nt * 8 + 2 * tq, accC[nt][2 * hr], accC[nt][2 * hr + 1]);
-    }
-}
-
-/* ---- v4 rows: the v3 rows kernel with the per-head tiles (dy_i, the bf16 S_in copy of the dstate
- * scan, cum_i) fetched by cp.async one head ahead into a second buffer (v3: synchronous loads and an
- * fp32 → bf16 conversion of S_in per head, nothing in flight while the products run). Bs and DSs of
- * the dscore phase alias the head buffers (nothing is in flight by then). Same products and order. */
+/* ---- rows: dC for 64 rows i of one (chunk, group, b), 4 warps, warp w owns rows 16w .. 16w+15.
+ * Per head Z = dy_i S_in → dC_i += e_i Z_i, dcum_i (inter-chunk part) = e_i C_i·Z_i; then once per
+ * group dC_i += Σ_{j ≤ i} dscore_ij B_j from the tile kernel's dscore tiles. The per-head tiles
+ * (dy_i, the bf16 S_in copy of the dstate scan, cum_i) are fetched by cp.async one head ahead into a
+ * second buffer; Bs and DSs of the dscore phase alias the head buffers (nothing is in flight by then). */
 template <int N> struct SfbRows4Smem {
     static constexpr size_t LDN = N + 8;
     static constexpr size_t cs = 0;
@@ -1569,33 +927,15 @@ __global__ void __launch_bounds__(SF_THREADS)
     }
 }
 
-/* ---- reverse state pass: dS_out[c] (bf16, the tile kernel's mma operand) and the per-warp partials
- * of ⟨dS_out[c], S_in[c]⟩ from the fp32 carry; dS = e^{last_c} dS + local[c]. One thread per entry,
- * PN a multiple of the block. */
-__global__ void sfb_state_pass_kernel(hk_bf16 *dS16, float *dotp, const float *local, const float *states,
-                                      const float *cum, ssd_geom s) {
-    const size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z, nwarp = (int)(s.PN / 32);
-    float S = 0.0f;
-    for (int c = s.nc - 1; c >= 0; c--) {
-        const int t0 = c * s.Q, L = min(s.Q, s.T - t0);
-        const size_t bc = ((size_t)b * s.nc + c) * s.H + h, off = bc * s.PN + e;
-        dS16[off] = __float2bfloat16_rn(S);
-        const float v = warp_sum(S * states[off]);
-        if ((threadIdx.x & 31) == 0) dotp[bc * nwarp + e / 32] = v;
-        S = expf(cum[((size_t)b * s.H + h) * s.T + t0 + L - 1]) * S + local[off];
-    }
-}
-
-/* ---- v4: chunk dstates and the reverse state pass in one kernel (the forward's `state` kernel of
+/* ---- dstate scan: chunk dstates and the reverse state pass in one kernel (the forward's `state` kernel of
  * ssd_fast.cu run backwards). Block per (64-column slice of N, h, b), 4 warps, warp w owns dS rows
  * p = 16w .. 16w+15 × the slice's 64 columns; the running dS (fp32) lives in the mma accumulators.
  * Walking the chunks from the last: at the start of chunk c the accumulator is dS_out[c] (written
  * as bf16 for the tile kernel, and its per-warp ⟨dS_out[c], S_in[c]⟩ partial, S_in from registers
- * loaded one chunk ahead, and written back as the bf16 copy `sbf` that the v4 rows kernel streams
+ * loaded one chunk ahead, and written back as the bf16 copy `sbf` that the rows kernel streams
  * in by cp.async), then dS ← e^{cum_last} dS and Σ_j (e^{cum_j} dy_j)ᵀ C_j of the chunk is
  * accumulated onto it. The chunk's 64-row tiles (dy, C, cum) stream through a STAGES-deep cp.async
- * ring. Replaces v3's chunk-dstates + state-pass pair: the fp32 `local` (written, read back) is gone. */
+ * ring. No fp32 chunk-local dstates go through DRAM (v1 writes and reads them back). */
 #define SFB_SC_WS 68 /* floats per stage: cum[64], the chunk's last cum, pad */
 
 template <int STAGES> __host__ __device__ constexpr size_t sfb_scan_smem() {
@@ -1709,8 +1049,7 @@ __global__ void __launch_bounds__(SF_THREADS)
 }
 
 /* ---- per (chunk, h, b): the decay chain rule → ddt and the parameter partials (as v1, with the
- * partials of this version summed in a fixed order: nwarp of them per (b, c, h), PN / 32 from the
- * v2/v3 state pass, N / 16 from the v4 scan). One warp. */
+ * partials of the dstate scan summed in a fixed order: nwarp = N / 16 of them per (b, c, h)). One warp. */
 __global__ void sfb_final_kernel(hk_bf16 *ddt, float *partial, const float *dotp, const float *ddelta,
                                  const float *dcum_j, const float *dcum_i, const float *rowgp, size_t bht,
                                  const float *rlast, const float *dDrow, const hk_bf16 *dt, const float *dt_bias,
@@ -1754,35 +1093,25 @@ __global__ void sfb_final_kernel(hk_bf16 *ddt, float *partial, const float *dotp
     }
 }
 
-/* 1 when the environment variable is set to 1 (read at every call) */
-static int sfb_env(const char *name) {
-    const char *e = getenv(name);
-    return e && e[0] == '1';
-}
-
-/* v2, v3 or v4 (V): v3 = v2 with ldmatrix / cp.async kernels; v4 = v3 with the chunk dstates and
- * the state pass fused (sfb_dstate_scan_kernel: no fp32 `local`; it also writes the bf16 S_in copy),
- * the v4 tile kernel and the v4 rows kernel (HLAB_SSD_BWD_ROWS3=1: v4 with v3's rows kernel, which
- * reads the fp32 S_in: for A/B timing; same results). */
-template <int N, int V>
-static void sf_bwd_v2(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bias, float *dA_log, float *dDskip,
+/* The fast backward for chunks of up to SFB_MAXT tiles: decay, the fused dstate scan (chunk dstates
+ * and the reverse state pass; writes the bf16 S_in copy the rows kernel streams), the tile kernel
+ * (dx, dB, dscore), the rows kernel (dC), the decay chain rule and the parameter sums. */
+template <int N>
+static void sf_bwd_v4(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bias, float *dA_log, float *dDskip,
                       const hk_bf16 *dy, const float *states, const hk_bf16 *xbc, const hk_bf16 *dt,
                       const float *dt_bias, const float *A_log, const float *Dskip, const ssd_geom &s) {
-    constexpr bool V3 = V >= 3;
     /* float counts, each a multiple of 4 (16-byte aligned sub-buffers) except the last */
     const size_t bht = ((size_t)s.B * s.H * s.T + 3) & ~(size_t)3, nst = (size_t)s.B * s.nc * s.H * s.PN;
-    const int ndot_per = V >= 4 ? N / 16 : (int)(s.PN / 32); /* dot partials per (b, c, h) */
+    constexpr int ndot_per = N / 16; /* dot partials per (b, c, h) */
     const size_t ndot = ((size_t)s.B * s.nc * s.H * ndot_per + 3) & ~(size_t)3;
-    const size_t nloc = V >= 4 ? nst / 2 : nst; /* v4: no fp32 local states; the bf16 S_in copy instead */
     const size_t ndsc = (size_t)s.B * s.nc * s.G * SFB_MAXT * SFB_MAXT * SF_TILE * SF_TILE; /* bf16 */
     const size_t npart = (size_t)s.H * s.B * s.nc * 3;
-    float *scr = (float *)hk_cuda_scratch(
-        hk, sizeof(float) * ((7 + SFB_MAXT) * bht + nloc + nst / 2 + ndot + ndsc / 2 + npart));
+    float *scr = (float *)hk_cuda_scratch(hk, sizeof(float) * ((7 + SFB_MAXT) * bht + nst + ndot + ndsc / 2 + npart));
     if (!scr) return;
     float *delta = scr, *cum = delta + bht, *ddelta = cum + bht, *dcum_j = ddelta + bht, *dcum_i = dcum_j + bht;
-    float *rlast = dcum_i + bht, *dDrow = rlast + bht, *rowgp = dDrow + bht, *local = rowgp + SFB_MAXT * bht;
-    hk_bf16 *sbf = (hk_bf16 *)local; /* v4 */
-    hk_bf16 *dS16 = (hk_bf16 *)(local + nloc);
+    float *rlast = dcum_i + bht, *dDrow = rlast + bht, *rowgp = dDrow + bht;
+    hk_bf16 *sbf = (hk_bf16 *)(rowgp + SFB_MAXT * bht); /* bf16 S_in copy */
+    hk_bf16 *dS16 = sbf + nst;
     float *dotp = (float *)(dS16 + nst);
     hk_bf16 *dsc = (hk_bf16 *)(dotp + ndot);
     float *partial = (float *)(dsc + ndsc);
@@ -1790,52 +1119,21 @@ static void sf_bwd_v2(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bi
     const int qtiles = (s.Q + SF_TILE - 1) / SF_TILE;
     sf_decay_kernel<<<dim3(s.nc, s.H, s.B), 32, 0, st_>>>(delta, cum, dt, dt_bias, A_log, s);
     if (sfb_launched(hk, st_, "ssd_fast_bwd decay")) return;
-    if (V >= 4) {
-        constexpr int STAGES = 5;
-        constexpr size_t smem_s = sfb_scan_smem<STAGES>();
-        if (!sf_smem_attr(hk, sfb_dstate_scan_kernel<N, STAGES>, smem_s)) return;
-        sfb_dstate_scan_kernel<N, STAGES><<<dim3(N / 64, s.H, s.B), SF_THREADS, smem_s, st_>>>(dS16, dotp, sbf, dy, xbc,
-                                                                                             states, cum, s);
-        if (sfb_launched(hk, st_, "ssd_fast_bwd dstate scan")) return;
-    } else {
-        if (V3)
-            sfb_chunk_state_kernel<N><<<dim3(s.nc, s.H, s.B), SF_THREADS, 0, st_>>>(local, dy, xbc, cum, s);
-        else
-            sf_chunk_state_kernel<N, true><<<dim3(s.nc, s.H, s.B), SF_THREADS, 0, st_>>>(local, dy, s.HP, xbc, delta,
-                                                                                         cum, s);
-        if (sfb_launched(hk, st_, "ssd_fast_bwd chunk dstates")) return;
-        sfb_state_pass_kernel<<<dim3((unsigned)(s.PN / 256), s.H, s.B), 256, 0, st_>>>(dS16, dotp, local, states, cum,
-                                                                                       s);
-        if (sfb_launched(hk, st_, "ssd_fast_bwd state passing")) return;
-    }
-    const size_t smem_r = sfb_rows_smem<N>();
-    if (V >= 4) {
-        const size_t smem_t = SfbTile4Smem<N>::total;
-        if (!sf_smem_attr(hk, sfb_tile4_kernel<N>, smem_t)) return;
-        sfb_tile4_kernel<N><<<dim3(qtiles * s.nc, s.G, s.B), SFB_THREADS, smem_t, st_>>>(
-            dxbc, dsc, ddelta, dcum_j, rlast, rowgp, dDrow, dy, dS16, xbc, delta, cum, Dskip, s, bht);
-    } else if (V3) {
-        const size_t smem_t = SfbTile3Smem<N>::total;
-        if (!sf_smem_attr(hk, sfb_tile3_kernel<N>, smem_t)) return;
-        sfb_tile3_kernel<N><<<dim3(qtiles * s.nc, s.G, s.B), SFB_THREADS, smem_t, st_>>>(
-            dxbc, dsc, ddelta, dcum_j, rlast, rowgp, dDrow, dy, dS16, xbc, delta, cum, Dskip, s, bht);
-    } else {
-        const size_t smem_t = SfbTileSmem<N>::total;
-        if (!sf_smem_attr(hk, sfb_tile_kernel<N>, smem_t)) return;
-        sfb_tile_kernel<N><<<dim3(qtiles * s.nc, s.G, s.B), SFB_THREADS, smem_t, st_>>>(
-            dxbc, dsc, ddelta, dcum_j, rlast, rowgp, dDrow, dy, dS16, xbc, delta, cum, Dskip, s, bht);
-    }
+    constexpr int STAGES = 5;
+    constexpr size_t smem_s = sfb_scan_smem<STAGES>();
+    if (!sf_smem_attr(hk, sfb_dstate_scan_kernel<N, STAGES>, smem_s)) return;
+    sfb_dstate_scan_kernel<N, STAGES><<<dim3(N / 64, s.H, s.B), SF_THREADS, smem_s, st_>>>(dS16, dotp, sbf, dy, xbc,
+                                                                                         states, cum, s);
+    if (sfb_launched(hk, st_, "ssd_fast_bwd dstate scan")) return;
+    constexpr size_t smem_t = SfbTile4Smem<N>::total;
+    if (!sf_smem_attr(hk, sfb_tile4_kernel<N>, smem_t)) return;
+    sfb_tile4_kernel<N><<<dim3(qtiles * s.nc, s.G, s.B), SFB_THREADS, smem_t, st_>>>(
+        dxbc, dsc, ddelta, dcum_j, rlast, rowgp, dDrow, dy, dS16, xbc, delta, cum, Dskip, s, bht);
     if (sfb_launched(hk, st_, "ssd_fast_bwd tiles")) return;
-    if (V >= 4 && !sfb_env("HLAB_SSD_BWD_ROWS3")) {
-        constexpr size_t smem_r4 = SfbRows4Smem<N>::total;
-        if (!sf_smem_attr(hk, sfb_rows4_kernel<N>, smem_r4)) return;
-        sfb_rows4_kernel<N><<<dim3(qtiles * s.nc, s.G, s.B), SF_THREADS, smem_r4, st_>>>(dxbc, dcum_i, dy, sbf, xbc, dsc,
-                                                                                        cum, s);
-    } else {
-        if (!sf_smem_attr(hk, sfb_rows_kernel<N, V3>, smem_r)) return;
-        sfb_rows_kernel<N, V3><<<dim3(qtiles * s.nc, s.G, s.B), SF_THREADS, smem_r, st_>>>(dxbc, dcum_i, dy, states,
-                                                                                           xbc, dsc, cum, s);
-    }
+    constexpr size_t smem_r = SfbRows4Smem<N>::total;
+    if (!sf_smem_attr(hk, sfb_rows4_kernel<N>, smem_r)) return;
+    sfb_rows4_kernel<N><<<dim3(qtiles * s.nc, s.G, s.B), SF_THREADS, smem_r, st_>>>(dxbc, dcum_i, dy, sbf, xbc, dsc,
+                                                                                   cum, s);
     if (sfb_launched(hk, st_, "ssd_fast_bwd rows")) return;
     sfb_final_kernel<<<dim3(s.nc, s.H, s.B), 32, 0, st_>>>(ddt, partial, dotp, ddelta, dcum_j, dcum_i, rowgp, bht,
                                                           rlast, dDrow, dt, dt_bias, A_log, delta, cum, s, ndot_per);
@@ -1844,39 +1142,17 @@ static void sf_bwd_v2(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bi
     sfb_launched(hk, st_, "ssd_fast_bwd parameters");
 }
 
-/* The default version where none is asked for. v4 is verified in the host emulation (see
- * docs/CUDA_SSD_FAST_BWD.md); HLAB_SSD_BWD_V3=1 brings back v3, HLAB_SSD_BWD_V2=1 v2. */
-#define SFB_DEFAULT_VERSION 4
-static int sfb_force_version; /* set only by the profiler below; 0: the environment decides */
-
-
-/* 1 .. 4, read at every call (the test times them all): the profiler's choice, else
- * HLAB_SSD_BWD_LEGACY=1 → v1, HLAB_SSD_BWD_V2=1 → v2, HLAB_SSD_BWD_V3=1 → v3, HLAB_SSD_BWD_V4=1 → v4,
- * else the default;
- * v1 wherever v2 .. v4 do not apply (more than SFB_MAXT tiles per chunk). */
-static int sf_bwd_version(const ssd_geom &s) {
-    if ((s.Q + SF_TILE - 1) / SF_TILE > SFB_MAXT) return 1;
-    if (sfb_force_version >= 1 && sfb_force_version <= 4) return sfb_force_version;
-    if (sfb_env("HLAB_SSD_BWD_LEGACY")) return 1;
-    if (sfb_env("HLAB_SSD_BWD_V2")) return 2;
-    if (sfb_env("HLAB_SSD_BWD_V3")) return 3;
-    if (sfb_env("HLAB_SSD_BWD_V4")) return 4;
-    return SFB_DEFAULT_VERSION;
-}
+/* v4 wherever it applies; v1 for chunks of more than SFB_MAXT tiles (the only way to reach it). */
+static bool sf_bwd_uses_v1(const ssd_geom &s) { return (s.Q + SF_TILE - 1) / SF_TILE > SFB_MAXT; }
 
 template <int N>
 static void sf_bwd(hk_backend *hk, hk_bf16 *dxbc, hk_bf16 *ddt, float *ddt_bias, float *dA_log, float *dDskip,
                    const hk_bf16 *dy, const float *states, const hk_bf16 *xbc, const hk_bf16 *dt, const float *dt_bias,
                    const float *A_log, const float *Dskip, const ssd_geom &s) {
-    const int v = sf_bwd_version(s);
-    if (v == 1)
+    if (sf_bwd_uses_v1(s))
         sf_bwd_v1<N>(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, s);
-    else if (v == 2)
-        sf_bwd_v2<N, 2>(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, s);
-    else if (v == 3)
-        sf_bwd_v2<N, 3>(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, s);
     else
-        sf_bwd_v2<N, 4>(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, s);
+        sf_bwd_v4<N>(hk, dxbc, ddt, ddt_bias, dA_log, dDskip, dy, states, xbc, dt, dt_bias, A_log, Dskip, s);
 }
 
 extern "C" void hk_cuda_ssd_fast_bwd(hk_backend *hk, void *dxbc, void *ddt, void *ddt_bias, void *dA_log,
@@ -1902,31 +1178,31 @@ extern "C" void hk_cuda_ssd_fast_bwd(hk_backend *hk, void *dxbc, void *ddt, void
  * The DRAM bytes (each kernel's inputs read once, outputs written once; re-reads assumed L2 hits)
  * and the FLOPs each kernel executes (masked tile pairs counted: qt(qt+1)/2 of qt² per chunk), for
  * a floor per kernel. Approximate: full chunks, the scalar rows (B·H·T floats) counted per use. */
-static void sfb_model(const ssd_geom &s, int version, const char *name, double *bytes, double *flops) {
+static void sfb_model(const ssd_geom &s, bool v1, const char *name, double *bytes, double *flops) {
     const double tok = (double)s.B * s.T, bht = tok * s.H, HP = (double)s.HP, GN = (double)s.G * s.N;
     const double nst = (double)s.B * s.nc * s.H * s.PN, P = SF_P, N = (double)(s.PN / SF_P);
     const double qt = (s.Q + SF_TILE - 1) / SF_TILE, np2 = qt * (qt + 1) / 2, sq = (double)SF_TILE * SF_TILE;
     const double chunks = (double)s.B * s.nc, hpg = s.hpg, dsc = chunks * s.G * np2 * sq * 2;
     double by = 0.0, fl = 0.0;
     if (strstr(name, "decay chain")) {
-        by = bht * 4 * (7 + (version >= 2 ? np2 / qt : 0)) + tok * s.H * 4 + (version == 1 ? 2 * nst * 4 : 0);
+        by = bht * 4 * (7 + (!v1 ? np2 / qt : 0)) + tok * s.H * 4 + (v1 ? 2 * nst * 4 : 0);
     } else if (strstr(name, "decay")) {
         by = tok * s.H * 2 + 2 * bht * 4;
-    } else if (strstr(name, "chunk dstates")) {
+    } else if (strstr(name, "chunk dstates")) { /* v1 */
         by = tok * (HP + GN) * 2 + bht * 4 + nst * 4, fl = 2 * bht * P * N;
     } else if (strstr(name, "dstate scan")) { /* v4: dy, C, cum, S_in fp32 in; bf16 dS_out, bf16 S_in copy, partials out */
         by = tok * (HP + GN) * 2 + bht * 4 + nst * 4 + 2 * nst * 2 + chunks * s.H * (N / 16) * 4, fl = 2 * bht * P * N;
     } else if (strstr(name, "state passing")) {
-        by = 2 * nst * 4 + (version >= 2 ? nst * 2 : 0);
-    } else if (strstr(name, "tiles")) { /* v2 .. v4 */
+        by = 2 * nst * 4; /* v1 */
+    } else if (strstr(name, "tiles")) { /* v4 */
         by = tok * (3 * HP + 3 * GN) * 2 + nst * 2 + dsc + bht * 4 * (6 + np2 / qt);
         fl = chunks * s.G * (np2 * 4 * sq * N + hpg * (qt * 4 * SF_TILE * P * N + np2 * 4 * sq * P));
     } else if (strstr(name, "columns")) { /* v1 */
         by = tok * (2 * HP + 3 * GN) * 2 + nst * 4 + bht * 4 * 5 + tok * HP * 2;
         fl = chunks * s.G * hpg * (qt * 4 * SF_TILE * P * N + np2 * (4 * sq * N + 4 * sq * P));
     } else if (strstr(name, "rows")) {
-        if (version >= 2) { /* v4: S_in as the scan's bf16 copy */
-            by = tok * (HP + 3 * GN) * 2 + nst * (version >= 4 ? 2 : 4) + dsc + 2 * bht * 4;
+        if (!v1) { /* S_in as the scan's bf16 copy */
+            by = tok * (HP + 3 * GN) * 2 + nst * 2 + dsc + 2 * bht * 4;
             fl = 2 * bht * P * N + chunks * s.G * np2 * 2 * sq * N;
         } else {
             by = tok * (2 * HP + 3 * GN) * 2 + nst * 4 + 5 * bht * 4;
@@ -1943,17 +1219,17 @@ static int sfb_cmp_float(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Runs the backward (version 1 .. 4; 0: as the environment picks) once to warm up, then `reps`
+/* Runs the backward (v4, or v1 for chunks over 256) once to warm up, then `reps`
  * times (≤ 32) with an event after every kernel. Returns the kernel count n (≤ max): names[k], the
  * median ms[k], and the model's bytes[k], flops[k]; 0 where nothing ran (error recorded in hk). Test
  * only (the library never calls it); not thread-safe. Declared by the test itself. */
-extern "C" int hk_cuda_ssd_fast_bwd_profile(hk_backend *hk, int version, int reps, int max, const char **names,
+extern "C" int hk_cuda_ssd_fast_bwd_profile(hk_backend *hk, int reps, int max, const char **names,
                                             double *ms, double *bytes, double *flops, void *dxbc, void *ddt,
                                             void *ddt_bias, void *dA_log, void *dDskip, const void *dy,
                                             const void *states, const void *xbc, const void *dt, const void *dt_bias,
                                             const void *A_log, const void *Dskip, hk_ssd_dims d) {
 #ifdef SF_EMU
-    (void)hk, (void)version, (void)reps, (void)max, (void)names, (void)ms, (void)bytes, (void)flops, (void)dxbc;
+    (void)hk, (void)reps, (void)max, (void)names, (void)ms, (void)bytes, (void)flops, (void)dxbc;
     (void)ddt, (void)ddt_bias, (void)dA_log, (void)dDskip, (void)dy, (void)states, (void)xbc, (void)dt;
     (void)dt_bias, (void)A_log, (void)Dskip, (void)d;
     return 0;
@@ -1965,7 +1241,6 @@ extern "C" int hk_cuda_ssd_fast_bwd_profile(hk_backend *hk, int version, int rep
     static float t[SFB_PROF_MAX][32];
     cudaStream_t st = hk_cuda_stream(hk);
     int n = 0;
-    sfb_force_version = version;
     for (int r = -1; r < reps; r++) {
         prof.n = 0;
         sfb_prof = &prof;
@@ -1980,15 +1255,14 @@ extern "C" int hk_cuda_ssd_fast_bwd_profile(hk_backend *hk, int version, int rep
         for (int k = 0; r >= 0 && k < n; k++) cudaEventElapsedTime(&t[k][r], prof.ev[k], prof.ev[k + 1]);
     }
     const ssd_geom s = ssd_make(d);
-    const int v = sf_bwd_version(s); /* the version that ran */
-    sfb_force_version = 0;
+    const bool v1 = sf_bwd_uses_v1(s); /* the version that ran */
     for (int k = 0; k <= SFB_PROF_MAX; k++) cudaEventDestroy(prof.ev[k]);
     if (n > max) n = max;
     for (int k = 0; k < n; k++) {
         qsort(t[k], (size_t)reps, sizeof(float), sfb_cmp_float);
         ms[k] = reps & 1 ? t[k][reps / 2] : 0.5 * (t[k][reps / 2 - 1] + t[k][reps / 2]);
         names[k] = prof.name[k];
-        sfb_model(s, v, prof.name[k], &bytes[k], &flops[k]);
+        sfb_model(s, v1, prof.name[k], &bytes[k], &flops[k]);
     }
     return n;
 #endif

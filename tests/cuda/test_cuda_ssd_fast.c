@@ -11,22 +11,20 @@
  * multiple of 4, which offsets the kernels' float4 scratch); an unsupported
  * P must record HLAB_EUNSUPPORTED.
  *
- * Forward parity is checked for every forward variant: the legacy path (HLAB_SSD_FWD_LEGACY=1),
- * the grouped path as first measured (HLAB_SSD_FWD_STATE=v1 HLAB_SSD_FWD_YDIRECT=1), with the P
- * split state kernel (HLAB_SSD_FWD_STATE=psplit), with the fused 5-stage state kernel
- * (HLAB_SSD_FWD_STATE=fused, the default before the two-phase state), the two-phase state with
- * bf16 local states (HLAB_SSD_FWD_STATE=scan2bf), and the default (two-phase, fp32 local states).
+ * Forward parity: the fast forward (decay_w · state_local · state_scan · out_group) on every
+ * shape with chunks ≤ 256, the legacy kernels (the automatic path for longer chunks) on the
+ * chunk-512 shape.
  * Bench (HLAB_CUDA_BENCH=1): H 24, P 64, N 128, G 1, chunk 256 at B 4 T 8192 (the M config) and
- * B 16 T 2048: fast (default and legacy fwd) vs SIMT fwd and bwd, CUDA events on the backend
+ * B 16 T 2048: fast vs SIMT fwd and bwd, CUDA events on the backend
  * stream, 2 warm-up runs, median of 10,
  * with the floor (bytes / 3.0 TB/s, FLOPs / 780 TFLOP/s, the larger) and the relative
  * difference between the two implementations' outputs (they compute the same function); then each
  * forward kernel timed on its own (hk_cuda_ssd_fast_fwd_kernel_ms: CUDA events between the kernels,
- * median of 20) for every forward variant, each with its own floor (its bytes, each touched once,
+ * median of 20), each with its own floor (its bytes, each touched once,
  * / 3.0 TB/s; the FLOPs it executes / 780 TFLOP/s).
- * Backward parity for every backward version (v1 HLAB_SSD_BWD_LEGACY=1, v2 HLAB_SSD_BWD_V2=1, v3
- * HLAB_SSD_BWD_V3=1, the default v4); bench: v2 and v3 whole and every backward kernel of v1 .. v4 on
- * its own, with its floor.
+ * Backward parity: v4 on every shape with chunks ≤ 256, v1 (the automatic path for longer chunks)
+ * on the chunk-512 shape; bench: the backward whole (row "bwd") and every v4 kernel on its own, with
+ * its floor.
  * Skips (exit 77) where no CUDA device is usable or the build has no CUDA.
  */
 #include <stdlib.h>
@@ -43,49 +41,16 @@ int hk_cuda_ssd_fast_fwd_kernel_ms(hk_backend *hk, float *ms, int max_k, int rep
                                    const void *xbc, const void *dt, const void *dt_bias, const void *A_log,
                                    const void *Dskip, hk_ssd_dims d);
 
-/* the forward variants (env switches of ssd_fast.cu), the default last */
-typedef struct {
-    const char *name, *legacy, *state, *ydirect; /* values of HLAB_SSD_FWD_LEGACY / _STATE / _YDIRECT (NULL: unset) */
-} fwd_variant;
-static const fwd_variant k_fwd_variants[] = {
-    {"legacy", "1", NULL, NULL},
-    {"v1 (as first measured)", NULL, "v1", "1"},
-    {"psplit", NULL, "psplit", NULL},
-    {"fused", NULL, "fused", NULL},
-    {"scan2bf", NULL, "scan2bf", NULL},
-    {"default", NULL, NULL, NULL},
-};
-#define N_FWD_VARIANTS ((int)(sizeof k_fwd_variants / sizeof k_fwd_variants[0]))
-static void set_env(const char *name, const char *value) {
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
-}
-static void fwd_variant_set(const fwd_variant *v) {
-    set_env("HLAB_SSD_FWD_LEGACY", v ? v->legacy : NULL);
-    set_env("HLAB_SSD_FWD_STATE", v ? v->state : NULL);
-    set_env("HLAB_SSD_FWD_YDIRECT", v ? v->ydirect : NULL);
-}
-
-/* test-only entry of ssd_fast_bwd.cu: the backward (version 1 .. 4; 0 the default) run `reps` times
+/* test-only entry of ssd_fast_bwd.cu: the backward (v4; v1 for chunks > 256) run `reps` times
  * with an event after every kernel; per kernel its name, median ms and the model's DRAM bytes and
  * FLOPs; returns the kernel count (0: nothing ran) */
-int hk_cuda_ssd_fast_bwd_profile(hk_backend *hk, int version, int reps, int max, const char **names, double *ms,
+int hk_cuda_ssd_fast_bwd_profile(hk_backend *hk, int reps, int max, const char **names, double *ms,
                                  double *bytes, double *flops, void *dxbc, void *ddt, void *ddt_bias, void *dA_log,
                                  void *dDskip, const void *dy, const void *states, const void *xbc, const void *dt,
                                  const void *dt_bias, const void *A_log, const void *Dskip, hk_ssd_dims d);
 
 #define P0(buf) ((buf).p[0])
 #define P1(buf) ((buf).p[1])
-
-/* NaN into the CUDA copy of b again (a second run must write every element) */
-static void poison_gpu(par_ctx *x, buf2 b) {
-    hk_backend *g = x->be[1];
-    float *h = malloc((b.n ? b.n : 1) * sizeof(float));
-    if (!h) return;
-    for (size_t i = 0; i < b.n; i++) h[i] = NAN;
-    g->from_host(g, b.p[1], par_dtype(g, b.kind), h, HK_F32, b.n);
-    free(h);
-}
 
 static void t_fast(par_ctx *x, hk_ssd_dims d) {
     const size_t N = (size_t)d.B * d.T, W = (size_t)d.H * d.P + 2 * (size_t)d.G * d.N, HP = (size_t)d.H * d.P;
@@ -99,47 +64,38 @@ static void t_fast(par_ctx *x, hk_ssd_dims d) {
     buf2 y = par_poison(x, N * HP, KA), states = par_poison(x, nst, KR);
     hk_backend *cpu = x->be[0], *gpu = x->be[1];
     cpu->ssd_fwd(cpu, P0(y), P0(states), P0(xbc), P0(dt), P0(dt_bias), P0(A_log), P0(Dskip), d);
-    /* every forward variant, the default last: its states feed the backward below */
-    for (int v = 0; v < N_FWD_VARIANTS; v++) {
-        const fwd_variant *fv = &k_fwd_variants[v];
-        fwd_variant_set(fv);
-        poison_gpu(x, y);
-        poison_gpu(x, states);
+    /* the fast forward; its states feed the backward below */
+    {
+        const char *fwd_name = d.chunk > 256 ? "legacy" : "default"; /* the path that runs */
         hk_cuda_ssd_fast_fwd(gpu, P1(y), P1(states), P1(xbc), P1(dt), P1(dt_bias), P1(A_log), P1(Dskip), d);
         if (par_ran(x, "ssd_fast_fwd")) {
-            snprintf(what, sizeof what, "fast fwd [%s] y %s", fv->name, tag);
+            snprintf(what, sizeof what, "fast fwd [%s] y %s", fwd_name, tag);
             par_cmp(x, y, what);
-            snprintf(what, sizeof what, "fast fwd [%s] states %s", fv->name, tag);
+            snprintf(what, sizeof what, "fast fwd [%s] states %s", fwd_name, tag);
             par_cmp(x, states, what);
         }
     }
-    fwd_variant_set(NULL);
-    /* every backward version (ssd_fast_bwd.cu), each on fresh gradient buffers (the parameter
-     * gradients accumulate): v1 (HLAB_SSD_BWD_LEGACY=1), v2 (HLAB_SSD_BWD_V2=1), v3 (HLAB_SSD_BWD_V3=1),
-     * the default (v4) */
-    static const char *const bwd_env[4] = {"HLAB_SSD_BWD_LEGACY", "HLAB_SSD_BWD_V2", "HLAB_SSD_BWD_V3", NULL};
-    static const char *const bwd_name[4] = {"v1", "v2", "v3", "default"};
+    /* the backward (ssd_fast_bwd.cu): v4, or v1 where the chunk is over 256 (its only path) */
+    const char *bwd_name = d.chunk > 256 ? "v1" : "v4";
     buf2 dy = par_rand(x, N * HP, KA, 1.0);
-    for (int v = 0; v < 4; v++) {
+    {
         buf2 dxbc = par_poison(x, N * W, KA), ddt = par_poison(x, N * d.H, KA);
         buf2 ddt_bias = par_rand(x, (size_t)d.H, KR, 1.0), dA_log = par_rand(x, (size_t)d.H, KR, 1.0);
         buf2 dDskip = par_rand(x, (size_t)d.H, KR, 1.0);
         cpu->ssd_bwd(cpu, P0(dxbc), P0(ddt), P0(ddt_bias), P0(dA_log), P0(dDskip), P0(dy), P0(states), P0(xbc),
                      P0(dt), P0(dt_bias), P0(A_log), P0(Dskip), d);
-        for (int e = 0; e < 3; e++) set_env(bwd_env[e], e == v ? "1" : NULL);
         hk_cuda_ssd_fast_bwd(gpu, P1(dxbc), P1(ddt), P1(ddt_bias), P1(dA_log), P1(dDskip), P1(dy), P1(states),
                              P1(xbc), P1(dt), P1(dt_bias), P1(A_log), P1(Dskip), d);
-        for (int e = 0; e < 3; e++) set_env(bwd_env[e], NULL);
         if (par_ran(x, "ssd_fast_bwd")) {
-            snprintf(what, sizeof what, "fast bwd [%s] dxbc %s", bwd_name[v], tag);
+            snprintf(what, sizeof what, "fast bwd [%s] dxbc %s", bwd_name, tag);
             par_cmp(x, dxbc, what);
-            snprintf(what, sizeof what, "fast bwd [%s] ddt %s", bwd_name[v], tag);
+            snprintf(what, sizeof what, "fast bwd [%s] ddt %s", bwd_name, tag);
             par_cmp(x, ddt, what);
-            snprintf(what, sizeof what, "fast bwd [%s] ddt_bias %s", bwd_name[v], tag);
+            snprintf(what, sizeof what, "fast bwd [%s] ddt_bias %s", bwd_name, tag);
             par_cmp(x, ddt_bias, what);
-            snprintf(what, sizeof what, "fast bwd [%s] dA_log %s", bwd_name[v], tag);
+            snprintf(what, sizeof what, "fast bwd [%s] dA_log %s", bwd_name, tag);
             par_cmp(x, dA_log, what);
-            snprintf(what, sizeof what, "fast bwd [%s] dDskip %s", bwd_name[v], tag);
+            snprintf(what, sizeof what, "fast bwd [%s] dDskip %s", bwd_name, tag);
             par_cmp(x, dDskip, what);
         }
         par_free(x, &dxbc); par_free(x, &ddt); par_free(x, &ddt_bias); par_free(x, &dA_log); par_free(x, &dDskip);
@@ -188,30 +144,17 @@ static void *bench_rand(hk_backend *hk, hlab_rng *rng, size_t n, hk_dtype t, dou
 }
 
 /* which: 0 fast fwd, 1 SIMT fwd, 2 fast bwd, 3 SIMT bwd (the SIMT kernels are the backend's vtable
- * kernels of ssd.cu, reached through hk_cuda_ssd_simt_fwd/bwd), 4 the legacy fast fwd
- * (HLAB_SSD_FWD_LEGACY=1), 5 the legacy (v1) fast bwd (HLAB_SSD_BWD_LEGACY=1), 6 the fast fwd as first
- * measured (HLAB_SSD_FWD_STATE=v1 HLAB_SSD_FWD_YDIRECT=1), 7 the fast fwd with the P-split state kernel,
- * 8 with the fused state kernel (HLAB_SSD_FWD_STATE=fused), 9 two-phase with bf16 local states
- * (HLAB_SSD_FWD_STATE=scan2bf); k picks the output set */
+ * kernels of ssd.cu, reached through hk_cuda_ssd_simt_fwd/bwd); k picks the output set */
 static void bench_op(bench_ctx *c, int which) {
     hk_backend *hk = c->hk;
     const int k = which & 1;
-    if (which == 0 || which == 4 || which >= 6) {
-        /* 4: legacy, 6: v1 (as first measured), 7: psplit, 8: fused, 9: scan2bf, 0: default */
-        fwd_variant_set(which == 4 ? &k_fwd_variants[0] : which == 6 ? &k_fwd_variants[1]
-                        : which == 7 ? &k_fwd_variants[2] : which == 8 ? &k_fwd_variants[3]
-                        : which == 9 ? &k_fwd_variants[4] : NULL);
+    if (which == 0)
         hk_cuda_ssd_fast_fwd(hk, c->y[0], c->states[0], c->xbc, c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
-        fwd_variant_set(NULL);
-    }
     else if (which == 1)
         hk_cuda_ssd_simt_fwd(hk, c->y[1], c->states[1], c->xbc, c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
-    else if (which == 2 || which == 5) {
-        if (which == 5) setenv("HLAB_SSD_BWD_LEGACY", "1", 1);
+    else if (which == 2)
         hk_cuda_ssd_fast_bwd(hk, c->dxbc[k], c->ddt[k], c->ddt_bias, c->dA_log, c->dDskip, c->dy, c->states[1], c->xbc,
                              c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
-        if (which == 5) unsetenv("HLAB_SSD_BWD_LEGACY");
-    }
     else
         hk_cuda_ssd_simt_bwd(hk, c->dxbc[k], c->ddt[k], c->ddt_bias, c->dA_log, c->dDskip, c->dy, c->states[1],
                              c->xbc, c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
@@ -258,10 +201,10 @@ static double bench_rel(hk_backend *hk, const void *a, const void *b, hk_dtype t
     return e;
 }
 
-/* Each forward kernel on its own, every variant, with its floor. Bytes: what the kernel must touch,
- * each once (scratch Δ, cum, w fp32; states fp32, their bf16 copy, local states fp32 or bf16; the
- * two-phase state skips the last chunk: fraction f = (nc − 1) / nc); FLOPs: the mma work it
- * executes (64-row tiles: qt(qt+1)/2 tile pairs on or below the diagonal per chunk). */
+/* Each forward kernel on its own, with its floor. Bytes: what the kernel must touch, each once
+ * (scratch Δ, cum, w fp32; states fp32, their bf16 copy, fp32 local states; state_local skips the
+ * last chunk: fraction f = (nc − 1) / nc); FLOPs: the mma work it executes (64-row tiles:
+ * qt(qt+1)/2 tile pairs on or below the diagonal per chunk). */
 static void bench_fwd_kernels(bench_ctx *c) {
     const hk_ssd_dims d = c->d;
     const double tok = (double)d.B * d.T, bht = tok * d.H, H = d.H, P = d.P, N = d.N, G = d.G, Q = d.chunk;
@@ -270,68 +213,50 @@ static void bench_fwd_kernels(bench_ctx *c) {
     const double x = tok * H * P * 2, bc = tok * G * N * 2, dtb = tok * H * 2, y = tok * H * P * 2;
     const double state_flop = 2 * tok * H * P * N;
     const double inter = 2 * Q * P * N, tile = 2.0 * 64 * 64;
-    /* [variant kind][kernel]: bytes, flops; kind 0 grouped with the fused state kernel, 1 legacy,
-     * 2 two-phase state (fp32 local states, the default), 3 two-phase with bf16 local states */
-    const char *names[4][4] = {{"decay_w", "state", "out_group", NULL},
-                               {"decay", "chunk_state", "state_pass", "chunk_out"},
-                               {"decay_w", "state_local", "state_scan", "out_group"},
-                               {"decay_w", "state_local", "state_scan", "out_group"}};
+    /* [path][kernel]: bytes, flops; path 0 the fast forward, 1 legacy (chunks > 256) */
+    const char *names[2][4] = {{"decay_w", "state_local", "state_scan", "out_group"},
+                               {"decay", "chunk_state", "state_pass", "chunk_out"}};
     const double f = (nc - 1.0) / nc, og_flop = chunks * (H * (inter + pairs * tile * P) + G * pairs * tile * N);
     const double og_bytes = x + 2 * bc + nst * 2 + 2 * bht * 4 + y;
-    const double bytes[4][4] = {
-        {dtb + 3 * bht * 4, x + bc + 2 * bht * 4 / Q + bht * 4 + nst * 4 + nst * 2, og_bytes, 0},
-        {dtb + 2 * bht * 4, x + bc + 2 * bht * 4 + nst * 4, 2 * nst * 4 + bht * 4 / Q,
-         x + 2 * bc + nst * 4 + 2 * bht * 4 + y},
+    const double bytes[2][4] = {
         {dtb + 3 * bht * 4, f * (x + bc + bht * 4 + nst * 4), f * nst * 4 + nst * 6 + bht * 4 / Q, og_bytes},
-        {dtb + 3 * bht * 4, f * (x + bc + bht * 4 + nst * 2), f * nst * 2 + nst * 6 + bht * 4 / Q, og_bytes}};
-    const double flops[4][4] = {{0, state_flop, og_flop, 0},
-                                {0, state_flop, 0, chunks * H * (inter + pairs * tile * (N + P))},
-                                {0, f * state_flop, 0, og_flop},
-                                {0, f * state_flop, 0, og_flop}};
+        {dtb + 2 * bht * 4, x + bc + 2 * bht * 4 + nst * 4, 2 * nst * 4 + bht * 4 / Q,
+         x + 2 * bc + nst * 4 + 2 * bht * 4 + y}};
+    const double flops[2][4] = {{0, f * state_flop, 0, og_flop},
+                                {0, state_flop, 0, chunks * H * (inter + pairs * tile * (N + P))}};
     const double bw = 3.0e12, rate = 780e12;
     printf("SSD fwd kernels B%d T%d H%d P%d N%d G%d Q%d, bf16, each kernel alone, median of 20 (CUDA events)\n", d.B,
            d.T, d.H, d.P, d.N, d.G, d.chunk);
-    printf("| variant | kernel | ms | floor ms (mem / flop) | x floor | GB/s | TFLOP/s |\n");
-    for (int v = 0; v < N_FWD_VARIANTS; v++) {
-        const fwd_variant *fv = &k_fwd_variants[v];
-        fwd_variant_set(fv);
-        float ms[4] = {0};
-        const int nk = hk_cuda_ssd_fast_fwd_kernel_ms(c->hk, ms, 4, 20, c->y[0], c->states[0], c->xbc, c->dt,
-                                                      c->dt_bias, c->A_log, c->Dskip, d);
-        hlab_err err = {0};
-        if (nk == 0 || c->hk->check(c->hk, &err) != HLAB_OK) {
-            CHECK(0, "fwd kernel timing [%s]: %s", fv->name, err.msg);
-            break;
-        }
-        const int kind = fv->legacy ? 1 : !fv->state ? 2 : strcmp(fv->state, "scan2bf") == 0 ? 3 : 0;
-        double total = 0, tfloor = 0;
-        for (int k = 0; k < nk; k++) {
-            const double mem = 1e3 * bytes[kind][k] / bw, fl = 1e3 * flops[kind][k] / rate, fl0 = mem > fl ? mem : fl;
-            total += ms[k], tfloor += fl0;
-            printf("| %s | %s | %.3f | %.3f (%.3f / %.3f) | %.1f | %.0f | %.0f |\n", fv->name, names[kind][k], ms[k],
-                   fl0, mem, fl, ms[k] / fl0, bytes[kind][k] / (ms[k] * 1e6), flops[kind][k] / (ms[k] * 1e9));
-        }
-        printf("| %s | sum | %.3f | %.3f | %.1f | | |\n", fv->name, total, tfloor, total / tfloor);
+    printf("| path | kernel | ms | floor ms (mem / flop) | x floor | GB/s | TFLOP/s |\n");
+    const int kind = d.chunk > 256; /* the path that runs */
+    const char *path = kind ? "legacy" : "fwd";
+    float ms[4] = {0};
+    const int nk = hk_cuda_ssd_fast_fwd_kernel_ms(c->hk, ms, 4, 20, c->y[0], c->states[0], c->xbc, c->dt, c->dt_bias,
+                                                  c->A_log, c->Dskip, d);
+    hlab_err err = {0};
+    if (nk == 0 || c->hk->check(c->hk, &err) != HLAB_OK) {
+        CHECK(0, "fwd kernel timing: %s", err.msg);
+        return;
     }
-    fwd_variant_set(NULL);
+    double total = 0, tfloor = 0;
+    for (int k = 0; k < nk; k++) {
+        const double mem = 1e3 * bytes[kind][k] / bw, fl = 1e3 * flops[kind][k] / rate, fl0 = mem > fl ? mem : fl;
+        total += ms[k], tfloor += fl0;
+        printf("| %s | %s | %.3f | %.3f (%.3f / %.3f) | %.1f | %.0f | %.0f |\n", path, names[kind][k], ms[k], fl0, mem,
+               fl, ms[k] / fl0, bytes[kind][k] / (ms[k] * 1e6), flops[kind][k] / (ms[k] * 1e9));
+    }
+    printf("| %s | sum | %.3f | %.3f | %.1f | | |\n", path, total, tfloor, total / tfloor);
 }
 
-/* The backward: v2 and v3 whole (HLAB_SSD_BWD_V2=1, HLAB_SSD_BWD_V3=1; the default v4 and v1 are in
- * the table), then every kernel of v1 .. v4 on its own (hk_cuda_ssd_fast_bwd_profile: CUDA events between the kernels,
- * median of 20), each with its floor (the model's DRAM bytes / 3.0 TB/s, its FLOPs / 780 TFLOP/s). */
+/* Every kernel of the backward (v4 at the bench shapes) on its own (hk_cuda_ssd_fast_bwd_profile: CUDA
+ * events between the kernels, median of 20), each with its floor (the model's DRAM bytes / 3.0 TB/s,
+ * its FLOPs / 780 TFLOP/s). */
 static void bench_bwd_kernels(bench_ctx *c) {
-    set_env("HLAB_SSD_BWD_V2", "1");
-    const double t2 = bench_time_ms(c, 2);
-    set_env("HLAB_SSD_BWD_V2", NULL);
-    printf("| bwd v2 (HLAB_SSD_BWD_V2=1) | %7.3f ms |\n", t2);
-    set_env("HLAB_SSD_BWD_V3", "1");
-    const double t3 = bench_time_ms(c, 2);
-    set_env("HLAB_SSD_BWD_V3", NULL);
-    printf("| bwd v3 (HLAB_SSD_BWD_V3=1) | %7.3f ms |\n", t3);
-    for (int v = 1; v <= 4; v++) {
+    {
+        const int v = c->d.chunk > 256 ? 1 : 4; /* the version that runs */
         const char *names[16];
         double ms[16], by[16], fl[16], tms = 0, tby = 0, tfl = 0, tfloor = 0;
-        const int n = hk_cuda_ssd_fast_bwd_profile(c->hk, v, 20, 16, names, ms, by, fl, c->dxbc[0], c->ddt[0],
+        const int n = hk_cuda_ssd_fast_bwd_profile(c->hk, 20, 16, names, ms, by, fl, c->dxbc[0], c->ddt[0],
                                                    c->ddt_bias, c->dA_log, c->dDskip, c->dy, c->states[1], c->xbc,
                                                    c->dt, c->dt_bias, c->A_log, c->Dskip, c->d);
         hlab_err err = {0};
@@ -395,13 +320,7 @@ static void bench(hk_ssd_dims dims) {
     const double bw = 3.0e12, rate = 780e12;
     const double fwd_floor = 1e3 * (fwd_bytes / bw > fwd_flop / rate ? fwd_bytes / bw : fwd_flop / rate);
     const double bwd_floor = 1e3 * (bwd_bytes / bw > bwd_flop / rate ? bwd_bytes / bw : bwd_flop / rate);
-    double t[10];
-    t[6] = bench_time_ms(&c, 6);
-    t[7] = bench_time_ms(&c, 7);
-    t[8] = bench_time_ms(&c, 8);
-    t[9] = bench_time_ms(&c, 9);
-    t[4] = bench_time_ms(&c, 4); /* first: the default fast fwd below leaves y[0], states[0] */
-    t[5] = bench_time_ms(&c, 5); /* writes dxbc[1], ddt[1]: the SIMT bwd below overwrites them */
+    double t[4];
     for (int w = 0; w < 4; w++) t[w] = bench_time_ms(&c, w);
     /* the last runs of each: fast fwd wrote y[0], states[0]; SIMT y[1], states[1]; bwd (both from states[1]):
      * fast dxbc[0], ddt[0], SIMT dxbc[1], ddt[1] */
@@ -416,20 +335,8 @@ static void bench(hk_ssd_dims dims) {
     printf("| op  | floor ms (mem / flop)   | SIMT ms | fast ms | fast x floor | speed-up |\n");
     printf("| fwd | %.3f (%.3f / %.3f) | %7.3f | %7.3f | %6.1f | %6.1f |\n", fwd_floor, 1e3 * fwd_bytes / bw,
            1e3 * fwd_flop / rate, t[1], t[0], t[0] / fwd_floor, t[1] / t[0]);
-    printf("| fwd legacy | %.3f (%.3f / %.3f) | %7.3f | %7.3f | %6.1f | %6.1f |\n", fwd_floor, 1e3 * fwd_bytes / bw,
-           1e3 * fwd_flop / rate, t[1], t[4], t[4] / fwd_floor, t[1] / t[4]);
-    printf("| fwd v1 (as first measured) | %.3f (%.3f / %.3f) | %7.3f | %7.3f | %6.1f | %6.1f |\n", fwd_floor,
-           1e3 * fwd_bytes / bw, 1e3 * fwd_flop / rate, t[1], t[6], t[6] / fwd_floor, t[1] / t[6]);
-    printf("| fwd psplit | %.3f (%.3f / %.3f) | %7.3f | %7.3f | %6.1f | %6.1f |\n", fwd_floor, 1e3 * fwd_bytes / bw,
-           1e3 * fwd_flop / rate, t[1], t[7], t[7] / fwd_floor, t[1] / t[7]);
-    printf("| fwd fused (previous default) | %.3f (%.3f / %.3f) | %7.3f | %7.3f | %6.1f | %6.1f |\n", fwd_floor,
-           1e3 * fwd_bytes / bw, 1e3 * fwd_flop / rate, t[1], t[8], t[8] / fwd_floor, t[1] / t[8]);
-    printf("| fwd scan2bf | %.3f (%.3f / %.3f) | %7.3f | %7.3f | %6.1f | %6.1f |\n", fwd_floor, 1e3 * fwd_bytes / bw,
-           1e3 * fwd_flop / rate, t[1], t[9], t[9] / fwd_floor, t[1] / t[9]);
     printf("| bwd | %.3f (%.3f / %.3f) | %7.3f | %7.3f | %6.1f | %6.1f |\n", bwd_floor, 1e3 * bwd_bytes / bw,
            1e3 * bwd_flop / rate, t[3], t[2], t[2] / bwd_floor, t[3] / t[2]);
-    printf("| bwd legacy | %.3f (%.3f / %.3f) | %7.3f | %7.3f | %6.1f | %6.1f |\n", bwd_floor, 1e3 * bwd_bytes / bw,
-           1e3 * bwd_flop / rate, t[3], t[5], t[5] / bwd_floor, t[3] / t[5]);
     bench_fwd_kernels(&c);
     bench_bwd_kernels(&c);
     for (int k = 0; k < 2; k++) {
@@ -455,6 +362,7 @@ int main(void) {
     t_fast(x, (hk_ssd_dims){2, 520, 4, 64, 2, 64, 128});  /* 2 tiles per chunk, ragged last chunk */
     t_fast(x, (hk_ssd_dims){2, 100, 4, 64, 2, 128, 48});  /* chunk shorter than the tile */
     t_fast(x, (hk_ssd_dims){1, 301, 2, 64, 1, 64, 64});   /* B·H·T not a multiple of 4 (scratch alignment) */
+    t_fast(x, (hk_ssd_dims){1, 600, 2, 64, 1, 64, 512});  /* chunk > 256: the v1 backward, ragged last chunk */
     t_fast_unsupported(x);
     par_close(x);
     const char *b = getenv("HLAB_CUDA_BENCH");

@@ -6,8 +6,8 @@
  * Not part of the build (no GPU needed; checks index math, masks, barriers as written, fragment
  * bookkeeping and cp.async ordering; not real-hardware races, alignment faults or speed):
  *   g++ -std=c++20 -O2 -fno-strict-aliasing -pthread -DSF_EMU -Itests/cuda/emu/shim -I. -w \
- *       -o /tmp/ssd_fast_fwd_emu tests/cuda/emu/ssd_fast_fwd_emu.cpp && /tmp/ssd_fast_fwd_emu [shape [variant]]
- * (run from the repository root; 10 shapes × 5 variants of the forward take several minutes on 2 cores). */
+ *       -o /tmp/ssd_fast_fwd_emu tests/cuda/emu/ssd_fast_fwd_emu.cpp && /tmp/ssd_fast_fwd_emu [shape]
+ * (run from the repository root; the 10 shapes take a minute or two on 2 cores). */
 #define SF_EMU 1
 #include "kernels/cuda/common.cuh"
 #include <barrier>
@@ -170,35 +170,18 @@ static double relerr(const std::vector<double> &ref, const std::vector<float> &g
     return sqrt(n / (d > 0 ? d : 1));
 }
 
-/* the forward's variants (ssd_fast.cu): two-phase state (scan2: 1 fp32 local states, 2 bf16) or
- * the fused state kernel (scan2 0: PB rows of P per block, ring depth), and the y store path of
- * out_group (YST: staged through shared memory) */
-struct Variant { const char *name; int scan2, pb, stages; bool yst; };
-static const Variant k_variants[] = {
-    {"default (two-phase state, fp32 locals, y staged)", 1, 0, 0, true},
-    {"scan2bf (two-phase state, bf16 locals, y staged)", 2, 0, 0, true},
-    {"fused (state 64x64 5 stages, y staged)", 0, 64, 5, true},
-    {"psplit (state 32x64 5 stages, y staged)", 0, 32, 5, true},
-    {"v1 (state 64x64 3 stages, y direct)", 0, 64, 3, false},
-};
-
-template <int N, bool LBF> static void run_state2(const ssd_geom &s, float *states, hk_bf16 *sbf,
-                                                  const hk_bf16 *xbc, const float *wst, const float *cum) {
+/* the forward (ssd_fast.cu): decay_w · state_local · state_scan · out_group */
+template <int N> static void run_state(const ssd_geom &s, float *states, hk_bf16 *sbf, const hk_bf16 *xbc,
+                                       const float *wst, const float *cum) {
     const int qt = (s.Q + 63) / 64, hgb = (s.hpg + SF_LOC_HB - 1) / SF_LOC_HB;
     if (s.nc > 1)
         launch(dim3(s.nc - 1, s.G * hgb, s.B), 2 * SF_THREADS, sf_loc_smem<N>(qt), 0,
-               [&] { sf_state_local_kernel<N, LBF>(states, sbf, xbc, wst, s); });
+               [&] { sf_state_local_kernel<N>(states, xbc, wst, s); });
     launch(dim3((unsigned)((s.PN / 4 + 255) / 256), s.H, s.B), 256, 0, 0,
-           [&] { sf_state_scan_kernel<LBF>(states, sbf, cum, s); });
+           [&] { sf_state_scan_kernel(states, sbf, cum, s); });
 }
 
-template <int N, int PB, int STAGES> static void run_state(const ssd_geom &s, float *states, hk_bf16 *sbf,
-                                                           const hk_bf16 *xbc, const float *wst, const float *cum) {
-    launch(dim3((N / 64) * (64 / PB), s.H, s.B), SF_THREADS, sf_state_smem<PB, STAGES>(), 0,
-           [&] { sf_state_kernel<N, PB, STAGES>(states, sbf, xbc, wst, cum, s); });
-}
-
-template <int N> static int run(int Bn, int T, int H, int G, int Q, const Variant &var) {
+template <int N> static int run(int Bn, int T, int H, int G, int Q) {
     hk_ssd_dims d = {Bn, T, H, 64, G, N, Q};
     const ssd_geom s = ssd_make(d);
     const int P = 64;
@@ -243,43 +226,33 @@ template <int N> static int run(int Bn, int T, int H, int G, int Q, const Varian
     hk_bf16 *sbf = (hk_bf16 *)(wst + bht);
     const int qt = (Q + 63) / 64, np = (qt + 1) / 2;
     launch(dim3(s.nc, H, Bn), 32, 0, 0, [&] { sf_decay_w_kernel(delta, cum, wst, dt.data(), dtb.data(), Alog.data(), s); });
-    if (var.scan2 == 1) run_state2<N, false>(s, states.data(), sbf, xbc.data(), wst, cum);
-    else if (var.scan2 == 2) run_state2<N, true>(s, states.data(), sbf, xbc.data(), wst, cum);
-    else if (var.pb == 32) run_state<N, 32, 5>(s, states.data(), sbf, xbc.data(), wst, cum);
-    else if (var.stages == 3) run_state<N, 64, 3>(s, states.data(), sbf, xbc.data(), wst, cum);
-    else run_state<N, 64, 5>(s, states.data(), sbf, xbc.data(), wst, cum);
-    const size_t og_smem = var.yst ? sf_og_smem<N, true>(qt) : sf_og_smem<N, false>(qt);
-    launch(dim3(s.nc * np, G, Bn), 2 * SF_THREADS, og_smem, SF_THREADS, [&] {
-        if (var.yst) sf_out_group_kernel<N, true>(y.data(), sbf, xbc.data(), delta, cum, D.data(), s);
-        else sf_out_group_kernel<N, false>(y.data(), sbf, xbc.data(), delta, cum, D.data(), s);
-    });
+    run_state<N>(s, states.data(), sbf, xbc.data(), wst, cum);
+    const size_t og_smem = sf_og_smem<N>(qt);
+    launch(dim3(s.nc * np, G, Bn), 2 * SF_THREADS, og_smem, SF_THREADS,
+           [&] { sf_out_group_kernel<N>(y.data(), sbf, xbc.data(), delta, cum, D.data(), s); });
     std::vector<float> yf(y.size());
     for (size_t i = 0; i < y.size(); i++) yf[i] = __bfloat162float(y[i]);
     const double ey = relerr(yr, yf), es = relerr(sr, states);
     const bool ok = ey < 1e-2 && es < 1e-2;
-    printf("%s B%d T%d H%d P64 G%d N%d Q%d [%s]: y %.3e states %.3e (smem out %zu)\n", ok ? "PASS" : "FAIL", Bn, T, H,
-           G, N, Q, var.name, ey, es, og_smem);
+    printf("%s B%d T%d H%d P64 G%d N%d Q%d: y %.3e states %.3e (smem out %zu)\n", ok ? "PASS" : "FAIL", Bn, T, H, G, N, Q,
+           ey, es, og_smem);
     return ok;
 }
 
 int main(int argc, char **argv) {
-    /* argv[1]: shape index (default all), argv[2]: variant index (default all) */
+    /* argv[1]: shape index (default all) */
     setvbuf(stdout, NULL, _IOLBF, 0); /* one line per run as it finishes */
     int ok = 1;
-    const int which = argc > 1 ? atoi(argv[1]) : -1, wv = argc > 2 ? atoi(argv[2]) : -1;
-    for (int v = 0; v < (int)(sizeof k_variants / sizeof k_variants[0]); v++) {
-        if (wv >= 0 && wv != v) continue;
-        const Variant &V = k_variants[v];
-        if (which < 0 || which == 0) ok &= run<64>(2, 256, 4, 1, 64, V);
-        if (which < 0 || which == 1) ok &= run<64>(2, 300, 4, 1, 64, V);
-        if (which < 0 || which == 2) ok &= run<128>(2, 300, 4, 2, 64, V);
-        if (which < 0 || which == 3) ok &= run<128>(2, 300, 4, 1, 256, V);
-        if (which < 0 || which == 4) ok &= run<64>(2, 520, 4, 2, 128, V);
-        if (which < 0 || which == 5) ok &= run<128>(2, 100, 4, 2, 48, V);
-        if (which < 0 || which == 6) ok &= run<64>(1, 301, 2, 1, 64, V);
-        if (which < 0 || which == 7) ok &= run<128>(1, 700, 6, 1, 192, V); /* qt 3: middle tile alone; odd heads per group */
-        if (which < 0 || which == 8) ok &= run<128>(1, 1000, 3, 1, 256, V); /* hpg 3, 4 chunks, ragged */
-        if (which < 0 || which == 9) ok &= run<64>(1, 200, 4, 2, 256, V); /* one (short) chunk: no local states */
-    }
+    const int which = argc > 1 ? atoi(argv[1]) : -1;
+    if (which < 0 || which == 0) ok &= run<64>(2, 256, 4, 1, 64);
+    if (which < 0 || which == 1) ok &= run<64>(2, 300, 4, 1, 64);
+    if (which < 0 || which == 2) ok &= run<128>(2, 300, 4, 2, 64);
+    if (which < 0 || which == 3) ok &= run<128>(2, 300, 4, 1, 256);
+    if (which < 0 || which == 4) ok &= run<64>(2, 520, 4, 2, 128);
+    if (which < 0 || which == 5) ok &= run<128>(2, 100, 4, 2, 48);
+    if (which < 0 || which == 6) ok &= run<64>(1, 301, 2, 1, 64);
+    if (which < 0 || which == 7) ok &= run<128>(1, 700, 6, 1, 192); /* qt 3: middle tile alone; odd heads per group */
+    if (which < 0 || which == 8) ok &= run<128>(1, 1000, 3, 1, 256); /* hpg 3, 4 chunks, ragged */
+    if (which < 0 || which == 9) ok &= run<64>(1, 200, 4, 2, 256);   /* one (short) chunk: no local states */
     return ok ? 0 : 1;
 }

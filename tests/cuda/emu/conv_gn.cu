@@ -1,10 +1,10 @@
-/* tests/cuda/emu_conv_gn.cu — CPU emulation of the window conv1d + SiLU and warp gated
+/* tests/cuda/emu/conv_gn.cu — CPU emulation of the window conv1d + SiLU and warp gated
  * RMSNorm kernels (kernels/cuda/conv1d_window.cuh, gated_norm_warp.cuh): runs the kernels'
  * own per-thread / per-lane bodies over the launch geometry of conv1d.cu / gated_norm.cu
  * (threads one after another, block and finish reductions in the kernels' order) and
  * compares with a float64 evaluation of the kernels/cpu/mamba.c formulas. For machines
  * without a GPU; not part of ctest (the glob builds test_*.c only). Build and run:
- *   nvcc -std=c++17 -O1 -I. -Xcompiler=-Wall,-Wextra,-Werror tests/cuda/emu_conv_gn.cu -o /tmp/emu_conv_gn && /tmp/emu_conv_gn
+ *   nvcc -std=c++17 -O1 -I. -Xcompiler=-Wall,-Wextra,-Werror tests/cuda/emu/conv_gn.cu -o /tmp/emu_conv_gn && /tmp/emu_conv_gn
  * Prints one line per check and exits 1 if any relative norm error passes its tolerance
  * (fp32 1e-5, bf16 1e-2).
  */

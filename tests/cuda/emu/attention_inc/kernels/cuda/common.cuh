@@ -1,5 +1,5 @@
-/* tests/cuda/attn_emu_inc/kernels/cuda/common.cuh — stands in for the real common.cuh when
- * tests/cuda/attn_emu.cpp compiles kernels/cuda/attention.cu as host C++ (ATT_EMU). */
+/* tests/cuda/emu/attention_inc/kernels/cuda/common.cuh — stands in for the real common.cuh when
+ * tests/cuda/emu/attention.cpp compiles kernels/cuda/attention.cu as host C++ (ATT_EMU). */
 #ifndef ATT_EMU_COMMON_CUH
 #define ATT_EMU_COMMON_CUH
 #include <math.h>
@@ -67,7 +67,7 @@ static inline float warp_max(float v) {
     return v;
 }
 
-/* PTX helpers of attention.cu (emulated in attn_emu.cpp) */
+/* PTX helpers of attention.cu (emulated in tests/cuda/emu/attention.cpp) */
 void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 void ldsm4(uint32_t r[4], uint32_t a);
 void ldsm4_t(uint32_t r[4], uint32_t a);

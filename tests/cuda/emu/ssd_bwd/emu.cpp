@@ -1,4 +1,4 @@
-/* tests/cuda/emu_ssd_bwd/emu.cpp — host emulation of the CUDA SSD backward (see run.sh). Not part of
+/* tests/cuda/emu/ssd_bwd/emu.cpp — host emulation of the CUDA SSD backward (see run.sh). Not part of
  * the build: the fibers, barriers and fragment exchanges stand in for the GPU so that index math,
  * masks, barriers-as-written and fragment bookkeeping can be checked without a device. */
 #include <ucontext.h>
@@ -237,7 +237,7 @@ static double rel(const float *a, const float *ref, size_t n, size_t stride = 1,
     return nan ? NAN : std::sqrt(num / (den > 0 ? den : 1));
 }
 
-static int run(hk_ssd_dims d, int legacy, unsigned seed) {
+static int run(hk_ssd_dims d, unsigned seed) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> U(-1, 1);
     const size_t NT = (size_t)d.B * d.T, W = (size_t)d.H * d.P + 2 * (size_t)d.G * d.N, HP = (size_t)d.H * d.P;
@@ -270,11 +270,6 @@ static int run(hk_ssd_dims d, int legacy, unsigned seed) {
     hk_backend hk;
     memset(&hk, 0, sizeof hk);
     hk.act = HK_BF16;
-    unsetenv("HLAB_SSD_BWD_LEGACY"), unsetenv("HLAB_SSD_BWD_V2"), unsetenv("HLAB_SSD_BWD_V3"), unsetenv("HLAB_SSD_BWD_V4");
-    if (legacy == 1) setenv("HLAB_SSD_BWD_LEGACY", "1", 1);
-    if (legacy == 2) setenv("HLAB_SSD_BWD_V2", "1", 1);
-    if (legacy == 3) setenv("HLAB_SSD_BWD_V3", "1", 1);
-    if (legacy == 4) setenv("HLAB_SSD_BWD_V4", "1", 1);
     n_blocks = n_mma = n_cp_late = 0;
     hk_cuda_ssd_fast_bwd(&hk, gdx.data(), gddt.data(), gb.data(), ga.data(), gD.data(), gdy.data(), states.data(),
                          gx.data(), gdt.data(), bias.data(), alog.data(), D.data(), d);
@@ -292,7 +287,7 @@ static int run(hk_ssd_dims d, int legacy, unsigned seed) {
     }
     const double e1 = rel(ib.data(), jb.data(), d.H), e2 = rel(ia.data(), ja.data(), d.H), e3 = rel(iD.data(), jD.data(), d.H);
     printf("%s B%d T%d H%d P%d G%d N%d Q%d: dx %.2e dB %.2e dC %.2e ddt %.2e ddt_bias %.2e dA_log %.2e dD %.2e  (%ld blocks, %ld warp-mma)\n",
-           legacy == 1 ? "v1" : legacy == 2 ? "v2" : legacy == 3 ? "v3" : legacy == 4 ? "v4" : "default", d.B, d.T, d.H, d.P, d.G, d.N, d.chunk, ex, eB, eC, et, e1, e2, e3, n_blocks, n_mma);
+           d.chunk > 256 ? "v1" : "v4", d.B, d.T, d.H, d.P, d.G, d.N, d.chunk, ex, eB, eC, et, e1, e2, e3, n_blocks, n_mma);
     for (int i = 0; i < 1024; i++) n_cp_late += (long)cp_pending[i].size(), cp_pending[i].clear();
     if (n_cp_late) printf("  %ld cp.async copies never waited for\n", n_cp_late);
     const double worst = std::max({ex, eB, eC, et, e1, e2, e3});
@@ -302,15 +297,15 @@ static int run(hk_ssd_dims d, int legacy, unsigned seed) {
 }
 
 int main(int argc, char **argv) {
-    int legacy = argc > 1 ? atoi(argv[1]) : 0; /* version: 0 the default, 1, 2, 3, 4 */
     int fails = 0;
     std::vector<hk_ssd_dims> shapes = {
         {1, 130, 2, 64, 1, 64, 64},  {2, 300, 4, 64, 1, 64, 64},  {2, 300, 4, 64, 2, 128, 64}, {2, 300, 4, 64, 1, 128, 256},
         {2, 520, 4, 64, 2, 64, 128}, {2, 100, 4, 64, 2, 128, 48}, {1, 301, 2, 64, 1, 64, 64},
+        {1, 600, 2, 64, 1, 64, 512}, /* chunk > 256: the v1 path */
     };
-    int only = argc > 2 ? atoi(argv[2]) : -1;
+    int only = argc > 1 ? atoi(argv[1]) : -1;
     for (size_t k = 0; k < shapes.size(); k++)
-        if (only < 0 || only == (int)k) fails += run(shapes[k], legacy, 1234 + (unsigned)k);
+        if (only < 0 || only == (int)k) fails += run(shapes[k], 1234 + (unsigned)k);
     printf(fails ? "EMU FAILED %d\n" : "EMU OK\n", fails);
     return fails != 0;
 }

@@ -1,7 +1,7 @@
-/* tests/cuda/attn_emu.cpp — host emulation of the bf16 tensor-core attention kernels of
+/* tests/cuda/emu/attention.cpp — host emulation of the bf16 tensor-core attention kernels of
  * kernels/cuda/attention.cu, to check their index math without a GPU. Not built by CMake.
  *
- *   g++ -std=c++17 -O1 -DATT_EMU -I tests/cuda/attn_emu_inc -I . -x c++ tests/cuda/attn_emu.cpp \
+ *   g++ -std=c++17 -O1 -DATT_EMU -I tests/cuda/emu/attention_inc -I . -x c++ tests/cuda/emu/attention.cpp \
  *       -o /tmp/attn_emu && /tmp/attn_emu
  *
  * Every CUDA thread is a ucontext fiber (one OS thread), __syncthreads a block barrier;
@@ -21,7 +21,7 @@
 #include <functional>
 #include <vector>
 
-#include "kernels/cuda/common.cuh" /* the emulation shim in attn_emu_inc */
+#include "kernels/cuda/common.cuh" /* the emulation shim in emu/attention_inc */
 
 /* ---- fibers ------------------------------------------------------------------------------ */
 enum { NTHR = 128, STACK = 256 * 1024 };
