@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "kernels/kernels.h"
 #include "test.h"
 
@@ -27,43 +28,8 @@ static hk_backend *hk;
 static hlab_rng rng;
 static double bw_gbs, mm_tflops;
 
-static void *rand_dev(size_t n, hk_dtype t, double scale) {
-    enum { chunk = 1 << 20 };
-    static float h[chunk];
-    const size_t es = t == HK_BF16 ? 2 : 4;
-    void *d = hk->alloc(hk, n * es), *stage = hk->alloc(hk, chunk * sizeof(float));
-    if (!d || !stage) return d;
-    for (size_t i = 0; i < chunk; i++) h[i] = (float)(scale * (2.0 * hlab_rng_uniform(&rng) - 1.0) + 1e-3);
-    hk->from_host(hk, stage, HK_F32, h, HK_F32, chunk);
-    for (size_t off = 0; off < n; off += chunk) {
-        size_t m = n - off < chunk ? n - off : chunk;
-        hk->convert(hk, (char *)d + off * es, t, stage, HK_F32, m);
-    }
-    hk->free(hk, stage);
-    return d;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef void (*op_fn)(void *arg);
-static double time_op(op_fn f, void *arg, int reps) {
-    hlab_err err = {0};
-    f(arg);
-    hk->sync(hk, &err);
-    double s[5];
-    for (int k = 0; k < 5; k++) {
-        double t0 = hlab_now_s();
-        for (int r = 0; r < reps; r++) f(arg);
-        hk->sync(hk, &err);
-        s[k] = (hlab_now_s() - t0) / reps;
-    }
-    qsort(s, 5, sizeof s[0], cmp_double);
-    if (hk->check(hk, &err) != HLAB_OK) fprintf(stderr, "bench: %s\n", err.msg);
-    return s[2];
-}
+static void *rand_dev(size_t n, hk_dtype t, double scale) { return bench_rand_dev(hk, &rng, n, t, scale, 1e-3); }
+static double time_op(op_fn f, void *arg, int reps) { return bench_time_op(hk, f, arg, reps, 5); }
 
 static void report(const char *op, const char *shape, double sec, double bytes, double flops) {
     const double fm = bytes / (bw_gbs * 1e9), ff = flops / (mm_tflops * 1e12), fl = fm > ff ? fm : ff;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/cuda/grouped_gemm.h" /* hk_cuda_moe_time_parts (test-only) */
+#include "bench.h"
 #include "kernels/kernels.h"
 #include "test.h"
 
@@ -22,25 +23,8 @@ static hk_backend *hk;
 static hlab_rng rng;
 static double bw_gbs, mm_tflops; /* measured ceilings */
 
-static size_t dtype_bytes(hk_dtype t) { return t == HK_F64 ? 8 : t == HK_BF16 ? 2 : 4; }
 
-/* A device buffer of n random values: one random chunk is uploaded once and
- * tiled on the device (convert), so filling gigabytes costs no host time. */
-static void *rand_dev(size_t n, hk_dtype t, double scale) {
-    enum { chunk = 1 << 20 };
-    static float h[chunk];
-    void *d = hk->alloc(hk, n * dtype_bytes(t));
-    void *stage = hk->alloc(hk, chunk * sizeof(float));
-    if (!d || !stage) return d;
-    for (size_t i = 0; i < chunk; i++) h[i] = (float)(scale * (2.0 * hlab_rng_uniform(&rng) - 1.0) + 1e-4);
-    hk->from_host(hk, stage, HK_F32, h, HK_F32, chunk);
-    for (size_t off = 0; off < n; off += chunk) {
-        size_t m = n - off < chunk ? n - off : chunk;
-        hk->convert(hk, (char *)d + off * dtype_bytes(t), t, stage, HK_F32, m);
-    }
-    hk->free(hk, stage);
-    return d;
-}
+static void *rand_dev(size_t n, hk_dtype t, double scale) { return bench_rand_dev(hk, &rng, n, t, scale, 1e-4); }
 
 static void *ints_dev(size_t n, int below) {
     int32_t *h = malloc(n * sizeof *h);
@@ -51,29 +35,8 @@ static void *ints_dev(size_t n, int below) {
     return d;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef void (*op_fn)(void *arg);
-
 /* Median seconds per call over 7 samples of `reps` calls, after a warm-up. */
-static double time_op(op_fn f, void *arg, int reps) {
-    hlab_err err = {0};
-    f(arg);
-    hk->sync(hk, &err);
-    double s[7];
-    for (int k = 0; k < 7; k++) {
-        double t0 = hlab_now_s();
-        for (int r = 0; r < reps; r++) f(arg);
-        hk->sync(hk, &err);
-        s[k] = (hlab_now_s() - t0) / reps;
-    }
-    qsort(s, 7, sizeof s[0], cmp_double);
-    if (hk->check(hk, &err) != HLAB_OK) fprintf(stderr, "bench: %s\n", err.msg);
-    return s[3];
-}
+static double time_op(op_fn f, void *arg, int reps) { return bench_time_op(hk, f, arg, reps, 7); }
 
 static void report(const char *op, const char *shape, double sec, double bytes, double flops) {
     double floor_mem = bytes / (bw_gbs * 1e9), floor_mm = flops / (mm_tflops * 1e12);
