@@ -719,6 +719,8 @@ template <> struct tc_cfg<128> {
 };
 
 #ifndef ATT_EMU
+#include "kernels/cuda/sm90a/attention_sm90a.h"
+
 /* ===================================================================================
  * Host side
  * =================================================================================== */
@@ -754,7 +756,6 @@ template <typename K> static int tc_prepare(hk_backend *hk, K kernel, size_t sme
  * makes attention_bwd launch only that kernel (the others' outputs are left as they are).
  * Read once per attention_bwd call (one getenv next to three launches) so that the bench can
  * switch it between calls. */
-enum { ATT_PART_ROWDOT = 1, ATT_PART_DKDV = 2, ATT_PART_DQ = 4, ATT_PART_ALL = 7 };
 static int attn_bwd_parts(void) {
     const char *e = getenv("HLAB_ATTN_BWD_PART");
     if (!e) return ATT_PART_ALL;
@@ -804,6 +805,10 @@ static void attn_bwd_tc_launch(hk_backend *hk, void *dqkv, const void *dout, con
 void hk_cuda_attention_fwd(hk_backend *hk, void *out, void *lse, const void *qkv, hk_attn_dims d) {
     if (!attn_dims_ok(hk, "attention_fwd", d)) return;
     if (attn_use_tc(hk, d, out, qkv, NULL, NULL)) {
+        if (hk_cuda_sm90a_enabled(hk) && hk_cuda_attn_fwd_sm90a(hk, out, lse, qkv, d)) {
+            hk_cuda_check_launch(hk, "attention_fwd");
+            return;
+        }
         if (d.dh == 64) attn_fwd_tc_launch<64>(hk, out, lse, qkv, d);
         else attn_fwd_tc_launch<128>(hk, out, lse, qkv, d);
     } else {
@@ -833,6 +838,10 @@ void hk_cuda_attention_bwd(hk_backend *hk, void *dqkv, const void *dout, const v
     }
     if (!(parts & (ATT_PART_DKDV | ATT_PART_DQ))) return;
     if (attn_use_tc(hk, d, dqkv, dout, qkv, NULL)) {
+        if (hk_cuda_sm90a_enabled(hk) && hk_cuda_attn_bwd_sm90a(hk, dqkv, dout, lse, Dv, qkv, d, parts)) {
+            hk_cuda_check_launch(hk, "attention_bwd");
+            return;
+        }
         if (d.dh == 64) attn_bwd_tc_launch<64>(hk, dqkv, dout, lse, Dv, qkv, d, parts);
         else attn_bwd_tc_launch<128>(hk, dqkv, dout, lse, Dv, qkv, d, parts);
     } else {

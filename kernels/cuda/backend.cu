@@ -36,6 +36,7 @@ typedef struct {
     cudaStream_t stream;
     hk_cuda_blas *blas;
     int sm_count;
+    int cc; /* compute capability, 10 * major + minor (90 for Hopper) */
     void *scratch;
     size_t scratch_bytes;
     void *pinned; /* small host buffer for synchronous read-backs (sumsq, MoE counts) */
@@ -122,6 +123,7 @@ int hk_cuda_sync(hk_backend *hk, hlab_err *err) {
 
 cudaStream_t hk_cuda_stream(hk_backend *hk) { return state_of(hk)->stream; }
 int hk_cuda_sm_count(hk_backend *hk) { return state_of(hk)->sm_count; }
+int hk_cuda_cc(hk_backend *hk) { return state_of(hk)->cc; }
 unsigned *hk_cuda_input_flags(hk_backend *hk) { return state_of(hk)->input_flags; }
 hk_cuda_blas *hk_cuda_blas_of(hk_backend *hk) { return state_of(hk)->blas; }
 
@@ -353,6 +355,14 @@ void hk_cuda_destroy(hk_backend *hk) {
     free(hk);
 }
 
+#ifndef HLAB_HAVE_SM90A
+/* Test hook of kernels/cuda/sm90a/wgmma_probe.cu: -2 says the sm_90a kernels are not built. */
+extern "C" int hk_cuda_wgmma_probe(double *err) {
+    (void)err;
+    return -2;
+}
+#endif
+
 extern "C" int hk_cuda_available(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -410,6 +420,10 @@ extern "C" hk_backend *hk_cuda_create(int device, hk_dtype act, hlab_err *err) {
     char msg[512] = "";
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&s->sm_count, cudaDevAttrMultiProcessorCount, device);
+    int cc_major = 0, cc_minor = 0;
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device);
+    s->cc = 10 * cc_major + cc_minor;
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaMalloc((void **)&s->input_flags, sizeof(unsigned));
     if (e == cudaSuccess) e = cudaMemset(s->input_flags, 0, sizeof(unsigned));

@@ -75,6 +75,8 @@ int hk_cuda_env_int(const char *name, int dflt);
  * next call of hk_cuda_scratch (grows; never shrinks). NULL on failure (recorded). */
 void *hk_cuda_scratch(hk_backend *hk, size_t bytes);
 int hk_cuda_sm_count(hk_backend *hk);
+/* Compute capability of the backend's device, 10 * major + minor (90: H100 / H200). */
+int hk_cuda_cc(hk_backend *hk);
 /* Records a non-CUDA failure (bad size: HLAB_EINVAL, missing op: HLAB_EUNSUPPORTED);
  * the first failure is kept. */
 void hk_cuda_fail(hk_backend *hk, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

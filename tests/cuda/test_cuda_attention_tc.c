@@ -7,6 +7,7 @@
  * must be bitwise equal (no atomics: deterministic).
  * Conventions: see parity.h. Skips (exit 77) where no CUDA device is usable.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,27 @@ static void same_bits(par_ctx *x, buf2 b, void *again, const char *what) {
     CHECK(same, "%s: two runs differ", what);
     free(h0);
     free(h1);
+}
+
+/* The relative errors of the Q, K and V column ranges of dqkv apart (diagnostics: which kernel). */
+static void print_parts(par_ctx *x, buf2 dqkv, hk_attn_dims d, const char *tag) {
+    float *ref = par_get(x, 0, dqkv), *got = par_get(x, 1, dqkv);
+    const size_t N = (size_t)d.B * d.T, W = (size_t)(d.Hq + 2 * d.Hkv) * d.dh;
+    const size_t lo[3] = {0, (size_t)d.Hq * d.dh, (size_t)(d.Hq + d.Hkv) * d.dh}, hi[3] = {lo[1], lo[2], W};
+    double e[3];
+    for (int p = 0; p < 3; p++) {
+        double num = 0, den = 0;
+        for (size_t r = 0; r < N; r++)
+            for (size_t c = lo[p]; c < hi[p]; c++) {
+                const double g = got[r * W + c], f = ref[r * W + c];
+                num += (g - f) * (g - f);
+                den += f * f;
+            }
+        e[p] = den > 0 ? sqrt(num / den) : sqrt(num);
+    }
+    printf("PARTS attn_bwd %-28s dq %.3e  dk %.3e  dv %.3e\n", tag, e[0], e[1], e[2]);
+    free(ref);
+    free(got);
 }
 
 static void t_attention(par_ctx *x, hk_attn_dims d) {
@@ -43,6 +65,7 @@ static void t_attention(par_ctx *x, hk_attn_dims d) {
     if (par_ran(x, "attention_bwd")) {
         snprintf(what, sizeof what, "attn_bwd dqkv %s", tag);
         par_cmp(x, dqkv, what);
+        print_parts(x, dqkv, d, tag);
     }
     { /* again on the GPU: bitwise the same */
         hk_backend *hk = x->be[1];
@@ -89,6 +112,11 @@ int main(void) {
     const char *lg = getenv("HLAB_CUDA_LONG");
     par_ctx ctx, *x = &ctx;
     if (!par_open(x, HK_BF16, 9876)) return 1;
+    { /* which forward / backward kernels run: the wgmma (sm_90a) ones on a CC 9.0 device unless 0 */
+        const char *wg = getenv("HLAB_ATTN_WGMMA");
+        printf("PATH attention: HLAB_ATTN_WGMMA=%s (wgmma sm_90a kernels on a compute capability 9.0 device "
+               "unless it is 0; mma.sync otherwise)\n", wg ? wg : "unset");
+    }
     run_shapes(x, lg && strcmp(lg, "1") == 0);
     par_close(x);
     return test_summary();

@@ -97,8 +97,10 @@ int main(void) {
         hk->free(hk, m.out); hk->free(hk, m.inp); hk->free(hk, m.w);
         printf("CEILING copy %.0f GB/s, bf16 matmul %.1f TFLOP/s\n", bw_gbs, mm_tflops);
     }
-    int B = 4, T = 8192;
-    for (int dh = 64; dh <= 128; dh *= 2) { /* attention, T config (dh 128: same width, half the heads) */
+    /* attention, T config at both bench shapes (dh 128: same width, half the heads) */
+    static const int att_shapes[3][3] = {{4, 8192, 64}, {4, 8192, 128}, {16, 2048, 64}};
+    for (int si = 0; si < 3; si++) {
+        const int B = att_shapes[si][0], T = att_shapes[si][1], dh = att_shapes[si][2];
         hk_attn_dims d = {B, T, 12 * 64 / dh, 4 * 64 / dh, dh, 0};
         const size_t N = (size_t)B * T, W = (size_t)(d.Hq + 2 * d.Hkv) * dh, OW = (size_t)d.Hq * dh;
         att_args a = {rand_dev(N * W, HK_BF16, 1.5), hk->alloc(hk, N * OW * 2), hk->alloc(hk, (size_t)B * d.Hq * T * 4),
@@ -121,6 +123,13 @@ int main(void) {
         unsetenv("HLAB_ATTN_BWD_PART");
         hk->free(hk, a.qkv); hk->free(hk, a.out); hk->free(hk, a.lse); hk->free(hk, a.dout); hk->free(hk, a.dqkv);
     }
+    const char *only = getenv("HLAB_BENCH_ATTN_ONLY"); /* 1: the attention rows alone (comparing variants) */
+    if (only && strcmp(only, "1") == 0) {
+        if (hk->check(hk, &err) != HLAB_OK) printf("backend error: %s\n", err.msg);
+        hk->destroy(hk);
+        return 0;
+    }
+    int B = 4, T = 8192;
     { /* SSD, M config */
         hk_ssd_dims d = {B, T, 24, 64, 1, 128, 256};
         const size_t N = (size_t)B * T, W = (size_t)d.H * d.P + 2 * (size_t)d.G * d.N, HP = (size_t)d.H * d.P;

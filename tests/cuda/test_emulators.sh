@@ -11,6 +11,8 @@
 #   grouped GEMM   tests/cuda/emu/grouped_gemm_emu.cpp                     grouped_gemm_core.cuh
 #   SSD forward    tests/cuda/emu/ssd_fast_fwd_emu.cpp (+ emu/shim/)       ssd_fast.cu
 #   SSD backward   tests/cuda/emu/ssd_bwd/run.sh                           ssd_fast_bwd.cu
+#   wgmma (sm_90a) tests/cuda/emu/wgmma_emu_selftest.sh (wgmma_emu.h)       sm90a/wgmma_probe.cu
+#   attention 90a  tests/cuda/emu/attention_sm90a_{fwd,bwd}_emu.cpp        sm90a/attention_sm90a_{fwd,bwd}.cu
 set -uo pipefail
 : "${HLAB_SRC:?HLAB_SRC must name the source tree}"
 cd "$HLAB_SRC"
@@ -44,5 +46,8 @@ else
 fi
 run ssd_fwd sh -c "g++ -std=c++20 -O2 -fno-strict-aliasing -pthread -DSF_EMU -Itests/cuda/emu/shim -I. -w -o $out/sf tests/cuda/emu/ssd_fast_fwd_emu.cpp && $out/sf"
 run ssd_bwd env EMU_OUT="$out/sb" bash tests/cuda/emu/ssd_bwd/run.sh
+run wgmma_selftest env EMU_OUT="$out/wg" bash tests/cuda/emu/wgmma_emu_selftest.sh
+run attention_sm90a_fwd sh -c "g++ -std=c++17 -O1 -DWG_EMU -w -I tests/cuda/emu/sm90a_inc -I . -x c++ tests/cuda/emu/attention_sm90a_fwd_emu.cpp -o $out/a90 && $out/a90"
+run attention_sm90a_bwd sh -c "g++ -std=c++17 -O1 -DWG_EMU -w -I tests/cuda/emu/sm90a_inc -I . -x c++ tests/cuda/emu/attention_sm90a_bwd_emu.cpp -o $out/ab90 && $out/ab90"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
