@@ -9,8 +9,8 @@
  * fragment layouts; cp.async copies are deferred to cp.async.wait_group (so reading a stage
  * before its wait shows up); shared memory is poisoned with bf16 NaN before each block.
  * Each shape runs the forward, dK/dV and dQ kernels with the (heads, B, tiles) grids of the
- * host code and compares them with a float64 reference on the same bf16 inputs (relative norm
- * error).
+ * host code and compares them with the float64 reference of attn_ref.h on the same bf16 inputs
+ * (relative norm error).
  */
 #include <math.h>
 #include <stdio.h>
@@ -220,6 +220,7 @@ static void launch(emu_dim3 grid, std::function<void()> kernel) {
 }
 
 #include "kernels/cuda/attention.cu"
+#include "tests/cuda/emu/attn_ref.h"
 
 /* ---- reference and driver ---------------------------------------------------------------- */
 static uint16_t f2bf(float f) {
@@ -258,51 +259,11 @@ static int run_shape(int B, int T, int Hq, int Hkv, int window) {
     const int BM = 64 * C::fwd_mt; /* grids (heads, B, tiles), as the host code launches them */
     launch({(unsigned)Hq, (unsigned)B, (unsigned)((T + BM - 1) / BM)},
            [&] { attn_fwd_tc<DH, C::fwd_mt>(out.data(), lse.data(), qkv.data(), T, Hq, Hkv, window, sl2); });
-    /* float64 reference on the same bf16 inputs */
-    auto q = [&](size_t n, int h, int c) { return (double)bf2f(qkv[n * W + (size_t)h * DH + c].u); };
-    auto k = [&](size_t n, int g, int c) { return (double)bf2f(qkv[n * W + (size_t)(Hq + g) * DH + c].u); };
-    auto v = [&](size_t n, int g, int c) { return (double)bf2f(qkv[n * W + (size_t)(Hq + Hkv + g) * DH + c].u); };
-    std::vector<double> ro(N * OW), rl((size_t)B * Hq * T), rd(N * W, 0.0);
-    std::vector<double> P(T), dP(T);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < Hq; h++) {
-            const int g = h / (Hq / Hkv);
-            for (int i = 0; i < T; i++) {
-                const size_t ni = (size_t)b * T + i;
-                const int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-                double mx = -INFINITY;
-                for (int j = j0; j <= i; j++) {
-                    double s = 0;
-                    for (int c = 0; c < DH; c++) s += q(ni, h, c) * k((size_t)b * T + j, g, c);
-                    P[j] = s * scale;
-                    mx = fmax(mx, P[j]);
-                }
-                double l = 0;
-                for (int j = j0; j <= i; j++) l += P[j] = exp(P[j] - mx);
-                for (int j = j0; j <= i; j++) P[j] /= l;
-                rl[((size_t)b * Hq + h) * T + i] = mx + log(l);
-                double Di = 0;
-                for (int c = 0; c < DH; c++) {
-                    double o = 0;
-                    for (int j = j0; j <= i; j++) o += P[j] * v((size_t)b * T + j, g, c);
-                    ro[ni * OW + (size_t)h * DH + c] = o;
-                    Di += o * bf2f(dout[ni * OW + (size_t)h * DH + c].u);
-                }
-                for (int j = j0; j <= i; j++) {
-                    double d = 0;
-                    for (int c = 0; c < DH; c++) d += bf2f(dout[ni * OW + (size_t)h * DH + c].u) * v((size_t)b * T + j, g, c);
-                    dP[j] = P[j] * (d - Di);
-                }
-                for (int j = j0; j <= i; j++) {
-                    const size_t nj = (size_t)b * T + j;
-                    for (int c = 0; c < DH; c++) {
-                        rd[ni * W + (size_t)h * DH + c] += dP[j] * scale * k(nj, g, c);
-                        rd[nj * W + (size_t)(Hq + g) * DH + c] += dP[j] * scale * q(ni, h, c);
-                        rd[nj * W + (size_t)(Hq + Hkv + g) * DH + c] += P[j] * bf2f(dout[ni * OW + (size_t)h * DH + c].u);
-                    }
-                }
-            }
-        }
+    /* float64 reference on the same bf16 inputs, with the kernel's fp32 scale */
+    std::vector<double> xqkv(qkv.size()), xdout(dout.size());
+    for (size_t i = 0; i < xqkv.size(); i++) xqkv[i] = bf2f(qkv[i].u);
+    for (size_t i = 0; i < xdout.size(); i++) xdout[i] = bf2f(dout[i].u);
+    const AttnRef ref = attn_ref(xqkv.data(), xdout.data(), B, T, Hq, Hkv, DH, window, scale);
     std::vector<double> go(N * OW), gl(lse.size()), gd(N * W);
     for (size_t i = 0; i < go.size(); i++) go[i] = bf2f(out[i].u);
     for (size_t i = 0; i < gl.size(); i++) gl[i] = lse[i];
@@ -325,7 +286,7 @@ static int run_shape(int B, int T, int Hq, int Hkv, int window) {
                                            window, sl2, scale);
     });
     for (size_t i = 0; i < gd.size(); i++) gd[i] = bf2f(dqkv[i].u);
-    const double eo = rel(go, ro), el = rel(gl, rl), ed = rel(gd, rd);
+    const double eo = rel(go, ref.out), el = rel(gl, ref.lse), ed = rel(gd, ref.dqkv);
     const int ok = eo < 1e-2 && el < 1e-2 && ed < 1e-2;
     printf("EMU B%d T%d Hq%d/%d dh%d w%d: out %.2e lse %.2e dqkv %.2e %s\n", B, T, Hq, Hkv, DH, window, eo, el,
            ed, ok ? "ok" : "FAIL");

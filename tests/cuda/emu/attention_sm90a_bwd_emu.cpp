@@ -6,10 +6,10 @@
  *       tests/cuda/emu/attention_sm90a_bwd_emu.cpp -o /tmp/attn_bwd_emu && /tmp/attn_bwd_emu
  *
  * Each shape: random bf16 qkv and dO; lse, O (rounded to bf16) and D = rowsum(dO∘O) from a
- * float64 forward (D in fp32 from the bf16 O, as attn_rowdot_kernel computes it); the two
+ * float64 forward (attn_ref.h; D in fp32 from the bf16 O, as attn_rowdot_kernel computes it); the two
  * kernels launched with the host code's grids, threads and shared memory (ab_launch: dK/dV
  * with 3 warpgroups at dh 64, 2 at dh 128; dQ with 2), dqkv NaN-poisoned first; then the Q, K
- * and V parts of dqkv against a float64 backward on the same bf16 inputs (relative norm error,
+ * and V parts of dqkv against its float64 backward on the same bf16 inputs (relative norm error,
  * limit 1e-2). Shapes rotate through the fiber schedules, a shared window off 1024-byte
  * alignment (emu_smem_base = 16, which the kernels must align themselves) and the cp.async
  * landing time.
@@ -43,6 +43,7 @@ uint32_t ab_pack(float lo, float hi) {
 }
 
 #include "kernels/cuda/sm90a/attention_sm90a_bwd.cu"
+#include "tests/cuda/emu/attn_ref.h"
 
 #include <vector>
 
@@ -72,53 +73,24 @@ static int run_shape(int B, int T, int Hq, int Hkv, int window, int sched, uint3
     for (auto &v : dout) v = __float2bfloat16_rn((float)(2 * urand() - 1));
     for (auto &v : dqkv) v.__x = 0x7fc0; /* NaN: every element must be written */
     const double scale = 1.0 / sqrt((double)DH);
-    auto q = [&](size_t n, int h, int c) { return (double)bf2f(qkv[n * W + (size_t)h * DH + c]); };
-    auto k = [&](size_t n, int g, int c) { return (double)bf2f(qkv[n * W + (size_t)(Hq + g) * DH + c]); };
-    auto v = [&](size_t n, int g, int c) { return (double)bf2f(qkv[n * W + (size_t)(Hq + Hkv + g) * DH + c]); };
-    auto dO = [&](size_t n, int h, int c) { return (double)bf2f(dout[n * OW + (size_t)h * DH + c]); };
-    std::vector<double> rd(N * W, 0.0), P(T), dP(T), o(DH);
+    std::vector<double> xqkv(qkv.size()), xdout(dout.size());
+    for (size_t i = 0; i < xqkv.size(); i++) xqkv[i] = bf2f(qkv[i]);
+    for (size_t i = 0; i < xdout.size(); i++) xdout[i] = bf2f(dout[i]);
+    const AttnRef ref = attn_ref(xqkv.data(), xdout.data(), B, T, Hq, Hkv, DH, window, scale);
+    /* the kernels' inputs: lse in fp32, and D as attn_rowdot_kernel computes it (fp32, from the
+     * forward's bf16 O) */
+    for (size_t li = 0; li < lse.size(); li++) lse[li] = (float)ref.lse[li];
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < Hq; h++) {
-            const int g = h / (Hq / Hkv);
+        for (int h = 0; h < Hq; h++)
             for (int i = 0; i < T; i++) {
                 const size_t ni = (size_t)b * T + i;
-                const int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-                double mx = -INFINITY;
-                for (int j = j0; j <= i; j++) {
-                    double s = 0;
-                    for (int c = 0; c < DH; c++) s += q(ni, h, c) * k((size_t)b * T + j, g, c);
-                    P[j] = s * scale;
-                    mx = fmax(mx, P[j]);
-                }
-                double l = 0;
-                for (int j = j0; j <= i; j++) l += P[j] = exp(P[j] - mx);
-                for (int j = j0; j <= i; j++) P[j] /= l;
-                const size_t li = ((size_t)b * Hq + h) * T + i;
-                lse[li] = (float)(mx + log(l));
-                double Di = 0;
-                float Df = 0; /* what attn_rowdot_kernel computes from the forward's bf16 O */
+                float Df = 0;
                 for (int c = 0; c < DH; c++) {
-                    double oc = 0;
-                    for (int j = j0; j <= i; j++) oc += P[j] * v((size_t)b * T + j, g, c);
-                    Di += oc * dO(ni, h, c);
-                    Df += bf2f(__float2bfloat16_rn((float)oc)) * (float)dO(ni, h, c);
+                    const size_t e = ni * OW + (size_t)h * DH + c;
+                    Df += bf2f(__float2bfloat16_rn((float)ref.out[e])) * (float)xdout[e];
                 }
-                Dv[li] = Df;
-                for (int j = j0; j <= i; j++) {
-                    double d = 0;
-                    for (int c = 0; c < DH; c++) d += dO(ni, h, c) * v((size_t)b * T + j, g, c);
-                    dP[j] = P[j] * (d - Di);
-                }
-                for (int j = j0; j <= i; j++) {
-                    const size_t nj = (size_t)b * T + j;
-                    for (int c = 0; c < DH; c++) {
-                        rd[ni * W + (size_t)h * DH + c] += dP[j] * scale * k(nj, g, c);
-                        rd[nj * W + (size_t)(Hq + g) * DH + c] += dP[j] * scale * q(ni, h, c);
-                        rd[nj * W + (size_t)(Hq + Hkv + g) * DH + c] += P[j] * dO(ni, h, c);
-                    }
-                }
+                Dv[((size_t)b * Hq + h) * T + i] = Df;
             }
-        }
     const float sl2 = (float)(AB_LOG2E / sqrt((double)DH)), fscale = (float)scale;
     emu_schedule = sched;
     emu_smem_base = smem_base;
@@ -135,7 +107,7 @@ static int run_shape(int B, int T, int Hq, int Hkv, int window, int sched, uint3
     std::vector<double> gq, rq, gk, rk, gv, rv;
     for (size_t n = 0; n < N; n++)
         for (size_t c = 0; c < W; c++) {
-            const double x = bf2f(dqkv[n * W + c]), r = rd[n * W + c];
+            const double x = bf2f(dqkv[n * W + c]), r = ref.dqkv[n * W + c];
             if (c < OW) gq.push_back(x), rq.push_back(r);
             else if (c < OW + (size_t)Hkv * DH) gk.push_back(x), rk.push_back(r);
             else gv.push_back(x), rv.push_back(r);

@@ -1,5 +1,5 @@
 /* tests/cuda/emu/attention_sm90a_fwd_emu.cpp — host emulation of the wgmma attention forward
- * (kernels/cuda/sm90a/attention_sm90a_fwd.cu) against a float64 reference on the same bf16
+ * (kernels/cuda/sm90a/attention_sm90a_fwd.cu) against the float64 reference of attn_ref.h on the same bf16
  * inputs: out (relative norm error ≤ 1e-2) and lse (≤ 1e-5). Run from the repository root:
  *
  *   g++ -std=c++17 -O1 -DWG_EMU -I tests/cuda/emu/sm90a_inc -I . -x c++ \
@@ -18,6 +18,7 @@
  */
 #include "tests/cuda/emu/wgmma_emu.h"
 #include "kernels/cuda/sm90a/attention_sm90a_fwd.cu"
+#include "tests/cuda/emu/attn_ref.h"
 
 static float bf2f(hk_bf16 b) { return __bfloat162float(b); }
 static double rel(const std::vector<double> &a, const std::vector<double> &ref) {
@@ -58,38 +59,13 @@ static int run_shape(int B, int T, int Hq, int Hkv, int window, int sched, uint3
     emu_smem_base = 0;
     emu_cp_eager = false;
     /* float64 reference */
-    auto q = [&](size_t n, int h, int c) { return (double)bf2f(qkv[n * W + (size_t)h * DH + c]); };
-    auto k = [&](size_t n, int g, int c) { return (double)bf2f(qkv[n * W + (size_t)(Hq + g) * DH + c]); };
-    auto v = [&](size_t n, int g, int c) { return (double)bf2f(qkv[n * W + (size_t)(Hq + Hkv + g) * DH + c]); };
-    const double scale = 1.0 / sqrt((double)DH);
-    std::vector<double> ro(N * OW), rl((size_t)B * Hq * T), P(T);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < Hq; h++) {
-            const int g = h / (Hq / Hkv);
-            for (int i = 0; i < T; i++) {
-                const size_t ni = (size_t)b * T + i;
-                const int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-                double mx = -INFINITY;
-                for (int j = j0; j <= i; j++) {
-                    double s = 0;
-                    for (int c = 0; c < DH; c++) s += q(ni, h, c) * k((size_t)b * T + j, g, c);
-                    P[j] = s * scale;
-                    mx = fmax(mx, P[j]);
-                }
-                double l = 0;
-                for (int j = j0; j <= i; j++) l += P[j] = exp(P[j] - mx);
-                rl[((size_t)b * Hq + h) * T + i] = mx + log(l);
-                for (int c = 0; c < DH; c++) {
-                    double o = 0;
-                    for (int j = j0; j <= i; j++) o += P[j] * v((size_t)b * T + j, g, c);
-                    ro[ni * OW + (size_t)h * DH + c] = o / l;
-                }
-            }
-        }
+    std::vector<double> xqkv(qkv.size());
+    for (size_t i = 0; i < xqkv.size(); i++) xqkv[i] = bf2f(qkv[i]);
+    const AttnRef ref = attn_ref(xqkv.data(), nullptr, B, T, Hq, Hkv, DH, window, 1.0 / sqrt((double)DH));
     std::vector<double> go(N * OW), gl(lse.size());
     for (size_t i = 0; i < go.size(); i++) go[i] = bf2f(out[i]);
     for (size_t i = 0; i < gl.size(); i++) gl[i] = lse[i];
-    const double eo = rel(go, ro), el = rel(gl, rl);
+    const double eo = rel(go, ref.out), el = rel(gl, ref.lse);
     const int ok = eo < 1e-2 && el < 1e-5;
     static const char *sn[] = {"fwd", "rev", "warp", "rand"};
     printf("EMU sm90a fwd amp %.1f B%d T%d Hq%d/%d dh%d w%d sched %s%s%s: out %.2e lse %.2e %s\n", amp, B, T, Hq, Hkv, DH,
