@@ -805,7 +805,7 @@ static void attn_bwd_tc_launch(hk_backend *hk, void *dqkv, const void *dout, con
 void hk_cuda_attention_fwd(hk_backend *hk, void *out, void *lse, const void *qkv, hk_attn_dims d) {
     if (!attn_dims_ok(hk, "attention_fwd", d)) return;
     if (attn_use_tc(hk, d, out, qkv, NULL, NULL)) {
-        if (hk_cuda_sm90a_enabled(hk) && hk_cuda_attn_fwd_sm90a(hk, out, lse, qkv, d)) {
+        if (hk_cuda_attn_fwd_sm90a(hk, out, lse, qkv, d)) { /* Hopper: the wgmma kernels */
             hk_cuda_check_launch(hk, "attention_fwd");
             return;
         }
@@ -838,7 +838,7 @@ void hk_cuda_attention_bwd(hk_backend *hk, void *dqkv, const void *dout, const v
     }
     if (!(parts & (ATT_PART_DKDV | ATT_PART_DQ))) return;
     if (attn_use_tc(hk, d, dqkv, dout, qkv, NULL)) {
-        if (hk_cuda_sm90a_enabled(hk) && hk_cuda_attn_bwd_sm90a(hk, dqkv, dout, lse, Dv, qkv, d, parts)) {
+        if (hk_cuda_attn_bwd_sm90a(hk, dqkv, dout, lse, Dv, qkv, d, parts)) {
             hk_cuda_check_launch(hk, "attention_bwd");
             return;
         }

@@ -456,7 +456,7 @@ template <int DH> static void f90_launch(hk_backend *hk, void *out, void *lse, c
 }
 
 int hk_cuda_attn_fwd_sm90a(hk_backend *hk, void *out, void *lse, const void *qkv, hk_attn_dims d) {
-    if (hk_cuda_cc(hk) != 90 || (d.dh != 64 && d.dh != 128) || d.T > 65535 * 128) return 0;
+    if (!hk_cuda_sm90a_enabled(hk) || (d.dh != 64 && d.dh != 128) || d.T > 65535 * 128) return 0;
     if (d.dh == 64) f90_launch<64>(hk, out, lse, qkv, d);
     else f90_launch<128>(hk, out, lse, qkv, d);
     return 1;
