@@ -10,9 +10,14 @@
 #include "kernels/kernels.h"
 #include "test.h"
 
+#ifdef HLAB_HAVE_CUDA
 int hk_cuda_wgmma_probe(double *err); /* C linkage, defined by the CUDA backend (test hook) */
+#endif
 
 int main(void) {
+#ifndef HLAB_HAVE_CUDA
+    test_skip("no CUDA device (built without CUDA)");
+#else
     if (hk_cuda_available() <= 0) test_skip("no CUDA device");
     static const char *names[] = {"ss  A K-major   B K-major   N128", "rs  A registers B K-major   N128",
                                   "rs  A registers B MN-major  N128", "rs  A registers B MN-major  N64",
@@ -27,4 +32,5 @@ int main(void) {
         CHECK(err[i] <= 1e-5, "wgmma %s: relative error %.3e > 1e-5", names[i], err[i]);
     }
     return test_summary();
+#endif
 }
