@@ -230,19 +230,6 @@ static uint16_t f2bf(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
-static double rel(const std::vector<double> &a, const std::vector<double> &ref) {
-    double n = 0, d = 0;
-    for (size_t i = 0; i < a.size(); i++) {
-        if (!std::isfinite(a[i])) return INFINITY;
-        n += (a[i] - ref[i]) * (a[i] - ref[i]), d += ref[i] * ref[i];
-    }
-    return sqrt(n / (d > 0 ? d : 1));
-}
-static unsigned long long rng = 88172645463325252ull;
-static double urand() {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
 
 template <int DH>
 static int run_shape(int B, int T, int Hq, int Hkv, int window) {

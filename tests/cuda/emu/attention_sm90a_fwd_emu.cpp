@@ -21,19 +21,6 @@
 #include "tests/cuda/emu/attn_ref.h"
 
 static float bf2f(hk_bf16 b) { return __bfloat162float(b); }
-static double rel(const std::vector<double> &a, const std::vector<double> &ref) {
-    double n = 0, d = 0;
-    for (size_t i = 0; i < a.size(); i++) {
-        if (!std::isfinite(a[i])) return INFINITY;
-        n += (a[i] - ref[i]) * (a[i] - ref[i]), d += ref[i] * ref[i];
-    }
-    return sqrt(n / (d > 0 ? d : 1));
-}
-static unsigned long long rng = 88172645463325252ull;
-static double urand() {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
 
 static double amp = 1.5; /* input amplitude: larger spreads the scores (row maxima jump past the lazy threshold) */
 

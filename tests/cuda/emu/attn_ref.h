@@ -14,7 +14,26 @@
 #include <math.h>
 #include <stddef.h>
 
+#include <cmath>
+
 #include <vector>
+
+/* Relative norm error ‖a − ref‖ / ‖ref‖ (infinite if a holds a NaN or inf). */
+static inline double rel(const std::vector<double> &a, const std::vector<double> &ref) {
+    double n = 0, d = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        if (!std::isfinite(a[i])) return INFINITY;
+        n += (a[i] - ref[i]) * (a[i] - ref[i]), d += ref[i] * ref[i];
+    }
+    return sqrt(n / (d > 0 ? d : 1));
+}
+
+/* The emulators' inputs: a fixed xorshift sequence in [0, 1), the same on every run. */
+static unsigned long long rng = 88172645463325252ull;
+static inline double urand() {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
 
 struct AttnRef {
     std::vector<double> out, lse, dqkv;
