@@ -108,8 +108,8 @@ int main(void) {
             c.qk_norm = kinds[i].qk;
             char what[96];
             snprintf(what, sizeof what, "%s %s", kinds[i].what, moe ? "moe" : "dense");
-            compare(what, &c, cpu, g32, 1e-5, 1e-5); /* H100: loss 3e-8, grads <= 5e-7 */
-            compare(what, &c, cpu, g16, 1e-3, 3e-2); /* H100: loss <= 7e-5, grads <= 9e-3 */
+            TEST_UNIT(compare(what, &c, cpu, g32, 1e-5, 1e-5)); /* H100: loss 3e-8, grads <= 5e-7 */
+            TEST_UNIT(compare(what, &c, cpu, g16, 1e-3, 3e-2)); /* H100: loss <= 7e-5, grads <= 9e-3 */
         }
 
     /* The same kinds at head dims that take the bf16 fast paths (tensor-core attention at dh 64,
@@ -134,7 +134,7 @@ int main(void) {
         strcpy(c.layout, fast[i].layout);
         c.fuse_op = fast[i].fuse;
         c.channel_attn = c.channel_mamba = c.channel_parallel = fast[i].moe ? HLAB_CHANNEL_MOE : HLAB_CHANNEL_DENSE;
-        compare(fast[i].what, &c, cpu, g16, 1e-3, 3e-2);
+        TEST_UNIT(compare(fast[i].what, &c, cpu, g16, 1e-3, 3e-2));
     }
     hk_destroy(g16);
     hk_destroy(g32);

@@ -556,67 +556,67 @@ int main(void) {
     for (int mi = 0; mi < 2; mi++) {
         par_ctx ctx, *x = &ctx;
         if (!par_open(x, modes[mi], 1234 + mi)) return 1;
-        t_embedding(x, 96, 64, 128);
-        t_embedding(x, 53, 37, 45);
-        t_embedding(x, 3000, 3, 64);  /* runs of ~1000 equal ids: split over many chunks of sorted positions */
-        t_embedding(x, 700, 256, 72); /* runs crossing chunk boundaries, aligned rows */
-        t_matmul(x, 96, 128, 80, 0, 0);
-        t_matmul(x, 67, 45, 33, 1, 1);
-        t_matmul(x, 256, 512, 384, 1, 0);
-        t_matmul(x, 256, 512, 384, 1, 1);
-        t_matmul_bias_offset(x, 96, 128, 80);
-        t_gemm_repeat(x, 512, 256, 768);
-        t_rmsnorm(x, 64, 256, 0);
-        t_rmsnorm(x, 37, 77, 1);
-        t_rmsnorm(x, 300, 1024, 1);
-        t_rmsnorm(x, 29, 200, 1); /* vector loads, but not the fused one-thread-per-piece path */
-        t_rmsnorm(x, 300, 768, 1);  /* the model width: warp-per-row fwd and bwd */
-        t_rmsnorm(x, 70, 1536, 0);  /* fwd: 6 or 12 vectors per lane; bwd: one block per row */
-        t_rmsnorm(x, 20, 4104, 1);  /* fwd: one block per row, row cached in registers */
-        t_layernorm(x, 64, 256, 1);
-        t_layernorm(x, 37, 77, 0);
-        t_layernorm(x, 29, 200, 1);
-        t_layernorm(x, 300, 512, 1);  /* warp-per-row fwd and bwd */
-        t_layernorm(x, 70, 768, 0);
-        t_layernorm(x, 20, 4104, 1);
+        TEST_UNIT(t_embedding(x, 96, 64, 128));
+        TEST_UNIT(t_embedding(x, 53, 37, 45));
+        TEST_UNIT(t_embedding(x, 3000, 3, 64));  /* runs of ~1000 equal ids: split over many chunks of sorted positions */
+        TEST_UNIT(t_embedding(x, 700, 256, 72)); /* runs crossing chunk boundaries, aligned rows */
+        TEST_UNIT(t_matmul(x, 96, 128, 80, 0, 0));
+        TEST_UNIT(t_matmul(x, 67, 45, 33, 1, 1));
+        TEST_UNIT(t_matmul(x, 256, 512, 384, 1, 0));
+        TEST_UNIT(t_matmul(x, 256, 512, 384, 1, 1));
+        TEST_UNIT(t_matmul_bias_offset(x, 96, 128, 80));
+        TEST_UNIT(t_gemm_repeat(x, 512, 256, 768));
+        TEST_UNIT(t_rmsnorm(x, 64, 256, 0));
+        TEST_UNIT(t_rmsnorm(x, 37, 77, 1));
+        TEST_UNIT(t_rmsnorm(x, 300, 1024, 1));
+        TEST_UNIT(t_rmsnorm(x, 29, 200, 1)); /* vector loads, but not the fused one-thread-per-piece path */
+        TEST_UNIT(t_rmsnorm(x, 300, 768, 1));  /* the model width: warp-per-row fwd and bwd */
+        TEST_UNIT(t_rmsnorm(x, 70, 1536, 0));  /* fwd: 6 or 12 vectors per lane; bwd: one block per row */
+        TEST_UNIT(t_rmsnorm(x, 20, 4104, 1));  /* fwd: one block per row, row cached in registers */
+        TEST_UNIT(t_layernorm(x, 64, 256, 1));
+        TEST_UNIT(t_layernorm(x, 37, 77, 0));
+        TEST_UNIT(t_layernorm(x, 29, 200, 1));
+        TEST_UNIT(t_layernorm(x, 300, 512, 1));  /* warp-per-row fwd and bwd */
+        TEST_UNIT(t_layernorm(x, 70, 768, 0));
+        TEST_UNIT(t_layernorm(x, 20, 4104, 1));
         for (int layer = 0; layer < 3; layer++) {
-            t_add_norm(x, 64, 256, layer);   /* vector path, one cached piece per thread */
-            t_add_norm(x, 37, 77, layer);    /* scalar path */
-            t_add_norm(x, 5, 12296, layer);  /* vector path past the register cache (re-read tail) */
-            t_add_norm(x, 9, 2001, layer);   /* scalar path past the register cache */
-            t_add_norm(x, 130, 768, layer);  /* warp per row */
-            t_add_norm(x, 40, 2048, layer);  /* warp per row, 8 (bf16) vectors per lane */
+            TEST_UNIT(t_add_norm(x, 64, 256, layer));   /* vector path, one cached piece per thread */
+            TEST_UNIT(t_add_norm(x, 37, 77, layer));    /* scalar path */
+            TEST_UNIT(t_add_norm(x, 5, 12296, layer));  /* vector path past the register cache (re-read tail) */
+            TEST_UNIT(t_add_norm(x, 9, 2001, layer));   /* scalar path past the register cache */
+            TEST_UNIT(t_add_norm(x, 130, 768, layer));  /* warp per row */
+            TEST_UNIT(t_add_norm(x, 40, 2048, layer));  /* warp per row, 8 (bf16) vectors per lane */
         }
-        t_qknorm(x, 24, 4, 2, 64);
-        t_qknorm(x, 13, 3, 1, 20);
-        t_rope(x, 2, 40, 4, 2, 64);
-        t_rope(x, 3, 17, 3, 1, 22);
-        t_rope(x, 2, 33, 5, 3, 96);      /* a partial group of heads; 6 or 12 vectors per half-head */
-        t_rope(x, 1, 16384, 2, 1, 128);  /* long T: angles up to 16383 rad must stay accurate */
-        t_elementwise(x, 4096, 64, 64, 128, 96);
-        t_elementwise(x, 1001, 37, 13, 21, 45);
-        t_elementwise_offsets(x, 1001, 3, 3);    /* same offset: head, vector body, tail */
-        t_elementwise_offsets(x, 70001, 1, 1);   /* many vectors, over several blocks */
-        t_elementwise_offsets(x, 70001, 5, 5);
-        t_elementwise_offsets(x, 7, 1, 1);       /* shorter than the head: all single */
-        t_elementwise_offsets(x, 1001, 2, 7);    /* mutually misaligned: all scalar */
-        t_elementwise_offsets(x, 4096, 0, 1);
-        t_xent(x, 32, 1024);
-        t_xent(x, 19, 259);
-        t_xent(x, 3, 65544); /* f32: a row too large for shared memory (the two-read backward) */
-        t_xent(x, 5, 50304); /* the GPT-2 vocabulary: shared-memory backward, a partial last chunk */
-        t_xent_fused(x, 32, 1024);
-        t_xent_fused(x, 19, 259);    /* odd V: the scalar two-read kernel */
-        t_xent_fused(x, 5, 50304);   /* shared-memory kernel, a partial last chunk */
-        t_xent_fused(x, 3, 65544);   /* f32: too large for shared memory (two-read vector kernel); bf16: fits */
-        t_xent_fused(x, 2, 131072);  /* too large for shared memory in both modes */
-        t_optim(x, 100000);
-        t_optim(x, 4097);
-        t_optim(x, 3000001); /* sumsq over many blocks, an n % 4 tail */
-        t_step_stats(x, 32768, 0, 100000, 1, 4.0f);    /* 16 x 2048 tokens, no MoE; norm ~1.8 < clip */
-        t_step_stats(x, 1001, 12, 3000001, 3, 1.0f);   /* MoE aux; 3 micro-batches; clipped; n % 4 tail */
-        t_step_stats(x, 7, 1, 4097, 2, 0.0f);          /* clipping disabled; unaligned grid */
-        t_determinism(x, 4096, 50, 96);
+        TEST_UNIT(t_qknorm(x, 24, 4, 2, 64));
+        TEST_UNIT(t_qknorm(x, 13, 3, 1, 20));
+        TEST_UNIT(t_rope(x, 2, 40, 4, 2, 64));
+        TEST_UNIT(t_rope(x, 3, 17, 3, 1, 22));
+        TEST_UNIT(t_rope(x, 2, 33, 5, 3, 96));      /* a partial group of heads; 6 or 12 vectors per half-head */
+        TEST_UNIT(t_rope(x, 1, 16384, 2, 1, 128));  /* long T: angles up to 16383 rad must stay accurate */
+        TEST_UNIT(t_elementwise(x, 4096, 64, 64, 128, 96));
+        TEST_UNIT(t_elementwise(x, 1001, 37, 13, 21, 45));
+        TEST_UNIT(t_elementwise_offsets(x, 1001, 3, 3));    /* same offset: head, vector body, tail */
+        TEST_UNIT(t_elementwise_offsets(x, 70001, 1, 1));   /* many vectors, over several blocks */
+        TEST_UNIT(t_elementwise_offsets(x, 70001, 5, 5));
+        TEST_UNIT(t_elementwise_offsets(x, 7, 1, 1));       /* shorter than the head: all single */
+        TEST_UNIT(t_elementwise_offsets(x, 1001, 2, 7));    /* mutually misaligned: all scalar */
+        TEST_UNIT(t_elementwise_offsets(x, 4096, 0, 1));
+        TEST_UNIT(t_xent(x, 32, 1024));
+        TEST_UNIT(t_xent(x, 19, 259));
+        TEST_UNIT(t_xent(x, 3, 65544)); /* f32: a row too large for shared memory (the two-read backward) */
+        TEST_UNIT(t_xent(x, 5, 50304)); /* the GPT-2 vocabulary: shared-memory backward, a partial last chunk */
+        TEST_UNIT(t_xent_fused(x, 32, 1024));
+        TEST_UNIT(t_xent_fused(x, 19, 259));    /* odd V: the scalar two-read kernel */
+        TEST_UNIT(t_xent_fused(x, 5, 50304));   /* shared-memory kernel, a partial last chunk */
+        TEST_UNIT(t_xent_fused(x, 3, 65544));   /* f32: too large for shared memory (two-read vector kernel); bf16: fits */
+        TEST_UNIT(t_xent_fused(x, 2, 131072));  /* too large for shared memory in both modes */
+        TEST_UNIT(t_optim(x, 100000));
+        TEST_UNIT(t_optim(x, 4097));
+        TEST_UNIT(t_optim(x, 3000001)); /* sumsq over many blocks, an n % 4 tail */
+        TEST_UNIT(t_step_stats(x, 32768, 0, 100000, 1, 4.0f));    /* 16 x 2048 tokens, no MoE; norm ~1.8 < clip */
+        TEST_UNIT(t_step_stats(x, 1001, 12, 3000001, 3, 1.0f));   /* MoE aux; 3 micro-batches; clipped; n % 4 tail */
+        TEST_UNIT(t_step_stats(x, 7, 1, 4097, 2, 0.0f));          /* clipping disabled; unaligned grid */
+        TEST_UNIT(t_determinism(x, 4096, 50, 96));
         printf("peak device bytes (%s): %zu\n", x->mode, x->be[1]->peak_bytes(x->be[1]));
         par_close(x);
     }
