@@ -8,7 +8,8 @@
  * outputs NaN-poisoned, parameter grads pre-filled with random values (+= checked).
  * Shapes: T a multiple of the chunk and not (T = 300, chunk 64), chunk shorter and longer
  * than the 64-row tile, G = 1 and 2, N = 64 and 128, P = 64, B = 2, H = 4 (and one B·H·T not a
- * multiple of 4, which offsets the kernels' float4 scratch); an unsupported
+ * multiple of 4, which offsets the kernels' float4 scratch; one of 47 chunks with 6 heads per group);
+ * an unsupported
  * P must record HLAB_EUNSUPPORTED.
  *
  * Forward parity: the fast forward (decay_w · state_local · state_scan · out_group) on every
@@ -22,8 +23,8 @@
  * forward kernel timed on its own (hk_cuda_ssd_fast_fwd_kernel_ms: CUDA events between the kernels,
  * median of 20), each with its own floor (its bytes, each touched once,
  * / 3.0 TB/s; the FLOPs it executes / 780 TFLOP/s).
- * Backward parity: v4 on every shape with chunks ≤ 256, v1 (the automatic path for longer chunks)
- * on the chunk-512 shape; bench: the backward whole (row "bwd") and every v4 kernel on its own, with
+ * Backward parity: v5 on every shape with chunks ≤ 256, v1 (the automatic path for longer chunks)
+ * on the chunk-512 shape; bench: the backward whole (row "bwd") and every v5 kernel on its own, with
  * its floor.
  * Skips (exit 77) where no CUDA device is usable or the build has no CUDA.
  */
@@ -41,7 +42,7 @@ int hk_cuda_ssd_fast_fwd_kernel_ms(hk_backend *hk, float *ms, int max_k, int rep
                                    const void *xbc, const void *dt, const void *dt_bias, const void *A_log,
                                    const void *Dskip, hk_ssd_dims d);
 
-/* test-only entry of ssd_fast_bwd.cu: the backward (v4; v1 for chunks > 256) run `reps` times
+/* test-only entry of ssd_fast_bwd.cu: the backward (v5; v1 for chunks > 256) run `reps` times
  * with an event after every kernel; per kernel its name, median ms and the model's DRAM bytes and
  * FLOPs; returns the kernel count (0: nothing ran) */
 int hk_cuda_ssd_fast_bwd_profile(hk_backend *hk, int reps, int max, const char **names, double *ms,
@@ -75,8 +76,8 @@ static void t_fast(par_ctx *x, hk_ssd_dims d) {
             par_cmp(x, states, what);
         }
     }
-    /* the backward (ssd_fast_bwd.cu): v4, or v1 where the chunk is over 256 (its only path) */
-    const char *bwd_name = d.chunk > 256 ? "v1" : "v4";
+    /* the backward (ssd_fast_bwd.cu): v5, or v1 where the chunk is over 256 (its only path) */
+    const char *bwd_name = d.chunk > 256 ? "v1" : "v5";
     buf2 dy = par_rand(x, N * HP, KA, 1.0);
     {
         buf2 dxbc = par_poison(x, N * W, KA), ddt = par_poison(x, N * d.H, KA);
@@ -248,12 +249,12 @@ static void bench_fwd_kernels(bench_ctx *c) {
     printf("| %s | sum | %.3f | %.3f | %.1f | | |\n", path, total, tfloor, total / tfloor);
 }
 
-/* Every kernel of the backward (v4 at the bench shapes) on its own (hk_cuda_ssd_fast_bwd_profile: CUDA
+/* Every kernel of the backward (v5 at the bench shapes) on its own (hk_cuda_ssd_fast_bwd_profile: CUDA
  * events between the kernels, median of 20), each with its floor (the model's DRAM bytes / 3.0 TB/s,
  * its FLOPs / 780 TFLOP/s). */
 static void bench_bwd_kernels(bench_ctx *c) {
     {
-        const int v = c->d.chunk > 256 ? 1 : 4; /* the version that runs */
+        const int v = c->d.chunk > 256 ? 1 : 5; /* the version that runs */
         const char *names[16];
         double ms[16], by[16], fl[16], tms = 0, tby = 0, tfl = 0, tfloor = 0;
         const int n = hk_cuda_ssd_fast_bwd_profile(c->hk, 20, 16, names, ms, by, fl, c->dxbc[0], c->ddt[0],
@@ -362,6 +363,7 @@ int main(void) {
     t_fast(x, (hk_ssd_dims){2, 520, 4, 64, 2, 64, 128});  /* 2 tiles per chunk, ragged last chunk */
     t_fast(x, (hk_ssd_dims){2, 100, 4, 64, 2, 128, 48});  /* chunk shorter than the tile */
     t_fast(x, (hk_ssd_dims){1, 301, 2, 64, 1, 64, 64});   /* B·H·T not a multiple of 4 (scratch alignment) */
+    t_fast(x, (hk_ssd_dims){2, 3000, 12, 64, 2, 64, 64}); /* 47 chunks (a long state pass), 6 heads per group */
     t_fast(x, (hk_ssd_dims){1, 600, 2, 64, 1, 64, 512});  /* chunk > 256: the v1 backward, ragged last chunk */
     t_fast_unsupported(x);
     par_close(x);

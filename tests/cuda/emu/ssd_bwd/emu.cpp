@@ -12,8 +12,9 @@ dim3 blockDim, gridDim;
 static const size_t SMEM_MAX = 232448;
 alignas(16) static unsigned char smem_buf[SMEM_MAX];
 unsigned char *emu_smem = smem_buf;
-enum { RUN, BAR, WBAR, DONE };
-struct Fiber { ucontext_t ctx; int state; char *stack; };
+enum { RUN, BAR, WBAR, NBAR, DONE };
+/* NBAR: waiting at named barrier nbar_id (1..15) of nbar_count threads */
+struct Fiber { ucontext_t ctx; int state; char *stack; int nbar_id, nbar_count; };
 static Fiber fib[1024];
 static ucontext_t sched_ctx;
 static int cur, nthr;
@@ -66,9 +67,14 @@ void sf_emu_cp_wait_n(int n) { /* every committed group but the newest n lands *
     }
     q.resize(keep);
 }
-void sf_emu_bar(int, int count) {
-    if (count != (int)blockDim.x) { fprintf(stderr, "named barrier subset unsupported\n"); abort(); }
-    emu_syncthreads();
+void sf_emu_bar(int id, int count) {
+    if (count == (int)blockDim.x) return emu_syncthreads();
+    if (id < 1 || id > 15 || count <= 0 || count % 32 || count > (int)blockDim.x) {
+        fprintf(stderr, "bad named barrier %d/%d\n", id, count);
+        abort();
+    }
+    fib[cur].nbar_id = id, fib[cur].nbar_count = count;
+    wait_state(NBAR);
 }
 static const void *xp[32][32];
 static uint16_t ldsm_elem(const void *p, int k) { uint16_t v; memcpy(&v, (const char *)p + 2 * k, 2); return v; }
@@ -169,6 +175,24 @@ void emu_run_grid(dim3 grid, dim3 block, size_t smem, void (*body)(void *), void
                         if (wl && ww == wl) {
                             for (int l = 0; l < 32; l++) fib[w * 32 + l].state = RUN;
                             rel = true;
+                        }
+                    }
+                    for (int id = 1; id <= 15; id++) { /* a named barrier opens when its count has arrived */
+                        int n = 0, want = 0;
+                        for (int i = 0; i < nthr; i++)
+                            if (fib[i].state == NBAR && fib[i].nbar_id == id) n++, want = fib[i].nbar_count;
+                        for (int i = 0; n && i < nthr; i++)
+                            if (fib[i].state == NBAR && fib[i].nbar_id == id && fib[i].nbar_count != want) {
+                                fprintf(stderr, "named barrier %d: thread counts differ\n", id);
+                                abort();
+                            }
+                        if (n && n == want) {
+                            for (int i = 0; i < nthr; i++)
+                                if (fib[i].state == NBAR && fib[i].nbar_id == id) fib[i].state = RUN;
+                            rel = true;
+                        } else if (n > want) {
+                            fprintf(stderr, "named barrier %d: %d threads for a count of %d\n", id, n, want);
+                            abort();
                         }
                     }
                     if (atbar == live) {

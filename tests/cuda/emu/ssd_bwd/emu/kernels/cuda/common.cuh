@@ -27,6 +27,7 @@ struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
 static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
 static inline float2 make_float2(float a, float b) { return {a, b}; }
+static inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 typedef int cudaStream_t;
 typedef int cudaError_t;
 enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
