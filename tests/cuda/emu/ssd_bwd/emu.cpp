@@ -311,7 +311,7 @@ static int run(hk_ssd_dims d, unsigned seed) {
     }
     const double e1 = rel(ib.data(), jb.data(), d.H), e2 = rel(ia.data(), ja.data(), d.H), e3 = rel(iD.data(), jD.data(), d.H);
     printf("%s B%d T%d H%d P%d G%d N%d Q%d: dx %.2e dB %.2e dC %.2e ddt %.2e ddt_bias %.2e dA_log %.2e dD %.2e  (%ld blocks, %ld warp-mma)\n",
-           d.chunk > 256 ? "v1" : "v4", d.B, d.T, d.H, d.P, d.G, d.N, d.chunk, ex, eB, eC, et, e1, e2, e3, n_blocks, n_mma);
+           d.chunk > 256 ? "v1" : "v5", d.B, d.T, d.H, d.P, d.G, d.N, d.chunk, ex, eB, eC, et, e1, e2, e3, n_blocks, n_mma);
     for (int i = 0; i < 1024; i++) n_cp_late += (long)cp_pending[i].size(), cp_pending[i].clear();
     if (n_cp_late) printf("  %ld cp.async copies never waited for\n", n_cp_late);
     const double worst = std::max({ex, eB, eC, et, e1, e2, e3});

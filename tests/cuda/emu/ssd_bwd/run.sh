@@ -3,7 +3,7 @@
 # fiber of one OS thread, __syncthreads / __syncwarp barriers of the scheduler, shuffles, mma.sync
 # m16n8k16 and ldmatrix exchanged through per-warp arrays in the PTX fragment layouts, dynamic
 # shared memory and the scratch NaN-poisoned before every block / call, compared with the fp32 CPU
-# backend (kernels/cpu/ssd.c) on the 8 shapes of test_cuda_ssd_fast (7 run v4; chunk 512 runs the v1
+# backend (kernels/cpu/ssd.c) on the 8 shapes of test_cuda_ssd_fast (7 run v5; chunk 512 runs the v1
 # path, the only one for chunks > 256). Not part of the build.
 #   tests/cuda/emu/ssd_bwd/run.sh [shape index]   (none: all);
 #   EMU_REV=1: threads scheduled in reverse; EMU_SERIAL=1: one warp at a time up to its next
